@@ -1,0 +1,8 @@
+/** Unit tests: *.spec.ts beside the code. */
+module.exports = {
+  rootDir: 'src',
+  testRegex: '.*\\.spec\\.ts$',
+  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  moduleFileExtensions: ['js', 'json', 'ts'],
+  testEnvironment: 'node',
+};

@@ -1,0 +1,33 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { type AppRole } from './app-role';
+import { type AppConfig } from './config/app-config';
+import { AppConfigModule } from './config/config.module';
+import { HealthModule } from './health/health.module';
+import { LoggingModule } from './logging/logging.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { QueueModule } from './queue/queue.module';
+import { RedisModule } from './redis/redis.module';
+import { WebhookModule } from './webhook/webhook.module';
+
+@Module({})
+export class AppModule {
+  /**
+   * The one module graph, cut by role: config, Redis, queue registration (every role enqueues),
+   * health and metrics always; HTTP ingress only for receiver/all; job processors only for
+   * worker/all (a receiver never consumes).
+   */
+  static forRole(role: AppRole, config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        AppConfigModule.forRoot(config),
+        LoggingModule,
+        RedisModule,
+        QueueModule,
+        HealthModule,
+        MetricsModule.forRoot({ servePublicly: config.env.MANAGEMENT_PORT === undefined }),
+        WebhookModule.forRole(role),
+      ],
+    };
+  }
+}

@@ -1,0 +1,14 @@
+import { type IngestItem, type IngestOutcome } from './ingest-item';
+
+/**
+ * Port: remembers which items were seen and puts new ones into their lane's inbox, atomically.
+ * Either every new item of the call is durably enqueued and marked seen, or none is (SPEC §4.2).
+ */
+export abstract class DedupStore {
+  /**
+   * @param items     items to deduplicate and enqueue, in payload order
+   * @param unhandled raw signed items we could not handle, kept in a capped list
+   * @returns one outcome per item, same order
+   */
+  abstract ingest(items: readonly IngestItem[], unhandled: readonly string[]): Promise<IngestOutcome[]>;
+}

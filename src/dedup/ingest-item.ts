@@ -1,0 +1,24 @@
+/** One unit of work for a lane, as stored in its inbox (JSON). */
+export interface IngestItem {
+  /** Dedup identity: `m:<wamid>` for messages, `s:<wamid>:<status>` for statuses, `cw:<id>` for Chatwoot events. */
+  key: string;
+  /** The lane (chat or status stream) whose turn handles it. */
+  lane: string;
+  /** What the worker does with it. */
+  kind: 'message' | 'status';
+  /** Arrival time at the receiver (ms since epoch). */
+  receivedAt: number;
+  /** The business number it belongs to. */
+  phoneNumberId: string;
+  /** The item as Meta sent it (message or status object), untouched. */
+  raw: unknown;
+  /** The sender's profile from `contacts[]`, when Meta sent one. */
+  contact?: { name?: string; waId?: string; userId?: string };
+}
+
+export enum IngestOutcome {
+  Duplicate = 0,
+  Enqueued = 1,
+  /** Seen before, but its lane still waits: issue the wake-up again (the first may have been lost). */
+  DuplicateStillPending = 2,
+}

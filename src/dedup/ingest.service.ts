@@ -1,0 +1,69 @@
+import { Injectable } from '@nestjs/common';
+import { type Logger } from 'pino';
+import { AppConfig } from '../config/app-config';
+import { AppLogger } from '../logging/app-logger';
+import { DedupStore } from './dedup.store';
+import { type IngestItem, IngestOutcome } from './ingest-item';
+import { WakeUpService } from './wake-up.service';
+
+export class IngestUnavailableError extends Error {}
+
+export interface IngestSummary {
+  enqueued: number;
+  duplicates: number;
+}
+
+/** Rejects after `ms`: the receiver must answer 503 within INGEST_TIMEOUT_MS whatever Redis does. */
+async function within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new IngestUnavailableError(`redis did not answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * "Seen + enqueued" for a batch of items: the atomic store step decides the answer (200 or 503);
+ * the wake-up that follows is best effort within what is left of the time budget.
+ */
+@Injectable()
+export class IngestService {
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly store: DedupStore,
+    private readonly wakeUps: WakeUpService,
+    private readonly config: AppConfig,
+    appLogger: AppLogger,
+  ) {
+    this.logger = appLogger.child('ingest');
+  }
+
+  async ingest(items: readonly IngestItem[], unhandled: readonly string[]): Promise<IngestSummary> {
+    const started = Date.now();
+    const budget = this.config.env.INGEST_TIMEOUT_MS;
+    let outcomes: IngestOutcome[];
+    try {
+      outcomes = await within(budget, this.store.ingest(items, unhandled));
+    } catch (err) {
+      throw err instanceof IngestUnavailableError ? err : new IngestUnavailableError((err as Error).message);
+    }
+    const lanes = items.filter((_, i) => outcomes[i] !== IngestOutcome.Duplicate).map((item) => item.lane);
+    if (lanes.length > 0) await this.wakeBestEffort(lanes, budget - (Date.now() - started));
+    const enqueued = outcomes.filter((o) => o === IngestOutcome.Enqueued).length;
+    return { enqueued, duplicates: outcomes.length - enqueued };
+  }
+
+  private async wakeBestEffort(lanes: string[], remainingMs: number): Promise<void> {
+    try {
+      await within(Math.max(remainingMs, 50), this.wakeUps.wake(lanes));
+    } catch (err) {
+      // The items are durable in their inboxes and in the pending set: the sweeper re-arms them.
+      this.logger.warn({ err: (err as Error).message, lanes: lanes.length }, 'wake-up not issued; sweeper will re-arm');
+    }
+  }
+}

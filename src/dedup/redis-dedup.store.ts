@@ -1,0 +1,42 @@
+import { Injectable } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { INGEST_SCRIPT } from '../queue/ingest.script';
+import { RedisConnections } from '../redis/redis-connections.service';
+import { RedisKeys } from '../redis/redis-keys';
+import { type RedisClient } from '../redis/redis-connections';
+import { DedupStore } from './dedup.store';
+import { type IngestItem, type IngestOutcome } from './ingest-item';
+
+const UNHANDLED_CAP = 1000;
+
+type IngestCommand = (numKeys: number, ...keysAndArgs: (string | number)[]) => Promise<number[]>;
+
+/** DedupStore on Redis: one Lua script (EVALSHA, EVAL on NOSCRIPT) over the ingest connection. */
+@Injectable()
+export class RedisDedupStore extends DedupStore {
+  private readonly client: RedisClient & { tawasulIngest?: IngestCommand };
+
+  constructor(
+    connections: RedisConnections,
+    private readonly keys: RedisKeys,
+    private readonly config: AppConfig,
+  ) {
+    super();
+    this.client = connections.ingest;
+    if (!this.client.tawasulIngest) this.client.defineCommand('tawasulIngest', { lua: INGEST_SCRIPT });
+  }
+
+  async ingest(items: readonly IngestItem[], unhandled: readonly string[]): Promise<IngestOutcome[]> {
+    if (items.length === 0 && unhandled.length === 0) return [];
+    const keys: string[] = [this.keys.pending, this.keys.unhandled];
+    const args: (string | number)[] = [Date.now(), this.config.env.DEDUP_TTL_SECONDS, UNHANDLED_CAP, unhandled.length];
+    args.push(...unhandled);
+    for (const item of items) {
+      keys.push(this.keys.dedup(item.key), this.keys.inbox(item.lane));
+      args.push(item.lane, JSON.stringify(item));
+    }
+    const run = this.client.tawasulIngest as IngestCommand;
+    const result = await run.call(this.client, keys.length, ...keys, ...args);
+    return result;
+  }
+}

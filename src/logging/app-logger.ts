@@ -1,0 +1,39 @@
+import { type LoggerService } from '@nestjs/common';
+import pino, { type Logger } from 'pino';
+
+/**
+ * The process-wide structured logger (pino, one JSON event per line). Message text and phone
+ * numbers never go into info-level events: chats appear as `chat` (a keyed hash, see LogHasher).
+ */
+export class AppLogger {
+  readonly pino: Logger;
+
+  constructor(level: string) {
+    this.pino = pino({ level, base: { app: 'tawasul' }, timestamp: pino.stdTimeFunctions.isoTime });
+  }
+
+  child(component: string): Logger {
+    return this.pino.child({ component });
+  }
+}
+
+/** Routes Nest's own logging (bootstrap, module errors) into pino. */
+export class NestPinoLogger implements LoggerService {
+  constructor(private readonly logger: Logger) {}
+
+  log(message: unknown, context?: string): void {
+    this.logger.debug({ context }, String(message));
+  }
+  error(message: unknown, trace?: string, context?: string): void {
+    this.logger.error({ context, trace }, String(message));
+  }
+  warn(message: unknown, context?: string): void {
+    this.logger.warn({ context }, String(message));
+  }
+  debug(message: unknown, context?: string): void {
+    this.logger.debug({ context }, String(message));
+  }
+  verbose(message: unknown, context?: string): void {
+    this.logger.trace({ context }, String(message));
+  }
+}

@@ -1,0 +1,72 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type WebhookOutcome = 'accepted' | 'duplicate' | 'ignored' | 'unauthorized' | 'invalid' | 'unavailable';
+
+/**
+ * The process's Prometheus registry (SPEC §8). Metrics are created here once; modules record into
+ * them through the fields below. Labels are bounded: outcomes, kinds, route templates, never ids.
+ */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+
+  readonly webhookRequests = new Counter({
+    name: 'tawasul_webhook_requests_total',
+    help: 'Webhook requests by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly webhookAck = new Histogram({
+    name: 'tawasul_webhook_ack_seconds',
+    help: 'Time from receiving a webhook to answering it',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  readonly webhookItems = new Counter({
+    name: 'tawasul_webhook_items_total',
+    help: 'Messages and statuses in webhooks: enqueued or duplicate',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly unhandledItems = new Counter({
+    name: 'tawasul_unhandled_items_total',
+    help: 'Signed items kept raw because they could not be handled',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly httpRequests = new Counter({
+    name: 'tawasul_http_requests_total',
+    help: 'HTTP requests by route template, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  /** Read at scrape time; set by whoever can answer it (PendingAgeCollector). */
+  oldestPendingSource?: () => Promise<number | undefined>;
+
+  readonly oldestPending: Gauge = new Gauge({
+    name: 'tawasul_oldest_pending_seconds',
+    help: 'Age of the oldest chat waiting for a turn',
+    registers: [this.registry],
+    collect: async () => {
+      const age = await this.oldestPendingSource?.();
+      if (age !== undefined) this.oldestPending.set(age);
+    },
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    for (const outcome of ['accepted', 'duplicate', 'ignored', 'unauthorized', 'invalid', 'unavailable'] as const) {
+      this.webhookRequests.inc({ outcome }, 0);
+    }
+  }
+
+  async render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Dedup and enqueue as one atomic step (SPEC §4.2, §5). Every key is passed in KEYS[], all under
+ * one hash tag, so the script runs on Redis Cluster too.
+ *
+ * KEYS[1]  pending chats (sorted set, score = arrival ms of the lane's oldest waiting item)
+ * KEYS[2]  unhandled items (capped list)
+ * KEYS[3..] pairs per item: dedup key, lane inbox
+ * ARGV[1]  now (ms)            ARGV[2] dedup TTL (s)
+ * ARGV[3]  unhandled cap       ARGV[4] number U of unhandled entries
+ * ARGV[5..4+U]  unhandled raw entries
+ * then pairs per item: lane id, item JSON
+ *
+ * Returns per item: 1 new (enqueued), 2 duplicate whose lane still waits (wake it again, the first
+ * wake-up may have been lost), 0 duplicate.
+ */
+export const INGEST_SCRIPT = `
+local u = tonumber(ARGV[4])
+for i = 1, u do
+  redis.call('LPUSH', KEYS[2], ARGV[4 + i])
+end
+if u > 0 then
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+end
+local result = {}
+local n = (#KEYS - 2) / 2
+for i = 1, n do
+  local dedupKey = KEYS[1 + 2 * i]
+  local inboxKey = KEYS[2 + 2 * i]
+  local lane = ARGV[3 + u + 2 * i]
+  local item = ARGV[4 + u + 2 * i]
+  if redis.call('SET', dedupKey, '1', 'NX', 'EX', ARGV[2]) then
+    redis.call('RPUSH', inboxKey, item)
+    redis.call('ZADD', KEYS[1], 'NX', ARGV[1], lane)
+    result[i] = 1
+  elseif redis.call('ZSCORE', KEYS[1], lane) then
+    result[i] = 2
+  else
+    result[i] = 0
+  end
+end
+return result
+`;

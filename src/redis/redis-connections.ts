@@ -1,0 +1,78 @@
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { type AppConfig } from '../config/app-config';
+
+export type RedisClient = Redis | Cluster;
+
+/** Credentials and TLS from REDIS_URL, reused for cluster nodes (SPEC §2: REDIS_CLUSTER_NODES). */
+function urlOptions(url: string): RedisOptions {
+  const u = new URL(url);
+  const options: RedisOptions = {
+    host: u.hostname || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+  };
+  if (u.username) options.username = decodeURIComponent(u.username);
+  if (u.password) options.password = decodeURIComponent(u.password);
+  const db = u.pathname.replace('/', '');
+  if (db) options.db = Number(db);
+  if (u.protocol === 'rediss:') options.tls = {};
+  return options;
+}
+
+/** Reconnect quickly: readiness must turn green again soon after Redis returns (SPEC §4.16). */
+const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 5), 1000);
+
+/**
+ * The three kinds of connection of SPEC §5, each configured for its job:
+ * - `ingest` and `health`: fail fast. No offline queue, a command timeout, and no resend of
+ *   commands whose reply was lost (a resent ingest script would run twice).
+ * - `producer` for BullMQ adds: no offline queue, so an outage is a fast error, not a pile-up.
+ * - `worker` for BullMQ consumers: `maxRetriesPerRequest: null`, as BullMQ requires.
+ * Never `keyPrefix`: keys are built with the hash-tagged prefix (RedisKeys) and passed in KEYS[].
+ */
+export type ConnectionKind = 'ingest' | 'health' | 'producer' | 'worker';
+
+export function kindOptions(kind: ConnectionKind, config: AppConfig): RedisOptions {
+  const name = `tawasul-${kind}`;
+  switch (kind) {
+    case 'ingest':
+      return {
+        connectionName: name,
+        enableOfflineQueue: false,
+        commandTimeout: config.env.INGEST_TIMEOUT_MS,
+        connectTimeout: Math.max(500, config.env.INGEST_TIMEOUT_MS),
+        autoResendUnfulfilledCommands: false,
+        maxRetriesPerRequest: 0,
+        retryStrategy,
+      };
+    case 'health':
+      return {
+        connectionName: name,
+        enableOfflineQueue: false,
+        commandTimeout: 1000,
+        connectTimeout: 1000,
+        autoResendUnfulfilledCommands: false,
+        maxRetriesPerRequest: 0,
+        retryStrategy,
+      };
+    case 'producer':
+      return { connectionName: name, enableOfflineQueue: false, connectTimeout: 2000, retryStrategy };
+    case 'worker':
+      return { connectionName: name, maxRetriesPerRequest: null, retryStrategy };
+  }
+}
+
+export function createRedisClient(kind: ConnectionKind, config: AppConfig): RedisClient {
+  const base = urlOptions(config.env.REDIS_URL);
+  const options = { ...base, ...kindOptions(kind, config), lazyConnect: false };
+  const nodes = config.clusterNodes;
+  if (nodes.length === 0) return new Redis(options);
+  const { host: _h, port: _p, db: _db, ...redisOptions } = options;
+  const clusterOptions: ClusterOptions = {
+    redisOptions,
+    enableOfflineQueue: options.enableOfflineQueue ?? true,
+    clusterRetryStrategy: retryStrategy,
+    slotsRefreshTimeout: 2000,
+    ...(base.tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
+  };
+  return new Cluster(nodes, clusterOptions);
+}

@@ -1,0 +1,142 @@
+import { statusLane, chatLane } from '../queue/queue.constants';
+import { type IngestItem } from '../dedup/ingest-item';
+
+/** Types the worker knows how to answer or deliberately skip (SPEC §4.12); others are kept raw. */
+export const KNOWN_MESSAGE_TYPES = new Set([
+  'text',
+  'image',
+  'audio',
+  'video',
+  'document',
+  'sticker',
+  'location',
+  'contacts',
+  'interactive',
+  'button',
+  'reaction',
+  'order',
+  'system',
+  'unsupported',
+  'unknown',
+  'edit',
+  'revoke',
+]);
+
+/** Lane ids become BullMQ job ids and Redis key parts: only safe characters, never `:`. */
+const ID_PART = /^[A-Za-z0-9_-]{1,64}$/;
+const SENDER = /^[A-Za-z0-9_.+-]{1,64}$/;
+
+export interface ParsedWebhook {
+  items: IngestItem[];
+  /** Raw JSON of items we could not handle, with the reason as `kind` (a metric label). */
+  unhandled: { kind: string; raw: string }[];
+  /** Changes deliberately ignored (other object, field or number). */
+  ignored: number;
+}
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const asString = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
+
+/**
+ * Turns a verified webhook body into lane items. Handles every entry[], changes[], messages[] and
+ * statuses[] (Meta batches up to 1000 updates). Never throws on odd shapes inside a signed body:
+ * what it cannot key is kept raw (Meta would otherwise retry it for a week).
+ *
+ * @param ownNumber the deployment's phone_number_id; undefined accepts any (sandbox)
+ */
+export function parseWebhook(body: Json, ownNumber: string | undefined, receivedAt: number): ParsedWebhook {
+  const parsed: ParsedWebhook = { items: [], unhandled: [], ignored: 0 };
+  if (body.object !== 'whatsapp_business_account') {
+    parsed.ignored++;
+    return parsed;
+  }
+  if (!Array.isArray(body.entry)) {
+    parsed.unhandled.push({ kind: 'payload', raw: JSON.stringify(body) });
+    return parsed;
+  }
+  for (const entry of body.entry) {
+    const changes: unknown = isObject(entry) ? entry.changes : undefined;
+    if (!Array.isArray(changes)) {
+      parsed.unhandled.push({ kind: 'entry', raw: JSON.stringify(entry) });
+      continue;
+    }
+    for (const change of changes) parseChange(change, ownNumber, receivedAt, parsed);
+  }
+  return parsed;
+}
+
+function parseChange(change: unknown, ownNumber: string | undefined, receivedAt: number, out: ParsedWebhook): void {
+  if (!isObject(change) || change.field !== 'messages') {
+    out.ignored++;
+    return;
+  }
+  const value = change.value;
+  const metadata = isObject(value) && isObject(value.metadata) ? value.metadata : undefined;
+  const phoneNumberId = asString(metadata?.phone_number_id);
+  if (!isObject(value) || !phoneNumberId || !ID_PART.test(phoneNumberId)) {
+    out.unhandled.push({ kind: 'change', raw: JSON.stringify(change) });
+    return;
+  }
+  if (ownNumber !== undefined && phoneNumberId !== ownNumber) {
+    out.ignored++;
+    return;
+  }
+  const contacts = asArray(value.contacts).filter(isObject);
+  for (const message of asArray(value.messages)) {
+    const result = messageItem(message, phoneNumberId, contacts, receivedAt);
+    if (result.item) out.items.push(result.item);
+    else out.unhandled.push({ kind: result.reason, raw: JSON.stringify(message) });
+  }
+  for (const status of asArray(value.statuses)) {
+    const item = statusItem(status, phoneNumberId, receivedAt);
+    if (item) out.items.push(item);
+    else out.unhandled.push({ kind: 'status', raw: JSON.stringify(status) });
+  }
+  for (const error of asArray(value.errors)) out.unhandled.push({ kind: 'error', raw: JSON.stringify(error) });
+}
+
+function messageItem(
+  message: unknown,
+  phoneNumberId: string,
+  contacts: Json[],
+  receivedAt: number,
+): { item: IngestItem; reason?: never } | { item?: never; reason: string } {
+  if (!isObject(message)) return { reason: 'message_shape' };
+  const id = asString(message.id);
+  if (!id) return { reason: 'message_id' };
+  // A chat is keyed by `from`, else the business-scoped user id (usernames hide the number).
+  const sender = asString(message.from) ?? asString(message.from_user_id);
+  if (!sender || !SENDER.test(sender)) return { reason: 'message_sender' };
+  const type = asString(message.type);
+  if (!type || !KNOWN_MESSAGE_TYPES.has(type)) return { reason: 'message_type' };
+  const profile = contacts.find((c) => c.wa_id === sender || c.user_id === sender) ?? contacts[0];
+  const name = profile && isObject(profile.profile) ? asString(profile.profile.name) : undefined;
+  const item: IngestItem = {
+    key: `m:${id}`,
+    lane: chatLane(phoneNumberId, sender),
+    kind: 'message',
+    receivedAt,
+    phoneNumberId,
+    raw: message,
+    contact: profile ? { name, waId: asString(profile.wa_id), userId: asString(profile.user_id) } : undefined,
+  };
+  return { item };
+}
+
+function statusItem(status: unknown, phoneNumberId: string, receivedAt: number): IngestItem | undefined {
+  if (!isObject(status)) return undefined;
+  const id = asString(status.id);
+  const state = asString(status.status);
+  const recipient = asString(status.recipient_id) ?? asString(status.recipient_user_id);
+  if (!id || !state || !recipient || !SENDER.test(recipient)) return undefined;
+  return {
+    key: `s:${id}:${state}`,
+    lane: statusLane(phoneNumberId, recipient),
+    kind: 'status',
+    receivedAt,
+    phoneNumberId,
+    raw: status,
+  };
+}

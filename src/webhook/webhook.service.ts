@@ -1,0 +1,60 @@
+import { Injectable } from '@nestjs/common';
+import { type Logger } from 'pino';
+import { AppConfig } from '../config/app-config';
+import { IngestService, IngestUnavailableError } from '../dedup/ingest.service';
+import { AppLogger } from '../logging/app-logger';
+import { MetricsService, type WebhookOutcome } from '../metrics/metrics.service';
+import { parseWebhook } from './webhook-payload';
+
+export interface WebhookAnswer {
+  status: 200 | 400 | 503;
+  outcome: WebhookOutcome;
+}
+
+/** From a verified raw body to items durably in Redis (or a clear reason why not). */
+@Injectable()
+export class WebhookService {
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly ingestService: IngestService,
+    private readonly metrics: MetricsService,
+    private readonly config: AppConfig,
+    appLogger: AppLogger,
+  ) {
+    this.logger = appLogger.child('webhook');
+  }
+
+  async handle(raw: Buffer): Promise<WebhookAnswer> {
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      body = undefined;
+    }
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      this.logger.warn({ bytes: raw.length }, 'signed webhook body is not a JSON object');
+      return { status: 400, outcome: 'invalid' };
+    }
+    const parsed = parseWebhook(body as Record<string, unknown>, this.config.env.WHATSAPP_PHONE_NUMBER_ID, Date.now());
+    for (const { kind } of parsed.unhandled) this.metrics.unhandledItems.inc({ kind });
+    if (parsed.unhandled.length > 0) {
+      this.logger.warn({ kinds: parsed.unhandled.map((u) => u.kind) }, 'kept signed items we cannot handle');
+    }
+    if (parsed.items.length === 0 && parsed.unhandled.length === 0) return { status: 200, outcome: 'ignored' };
+    try {
+      const summary = await this.ingestService.ingest(
+        parsed.items,
+        parsed.unhandled.map((u) => u.raw),
+      );
+      if (summary.enqueued > 0) this.metrics.webhookItems.inc({ result: 'enqueued' }, summary.enqueued);
+      if (summary.duplicates > 0) this.metrics.webhookItems.inc({ result: 'duplicate' }, summary.duplicates);
+      if (parsed.items.length === 0) return { status: 200, outcome: 'ignored' };
+      return { status: 200, outcome: summary.enqueued > 0 ? 'accepted' : 'duplicate' };
+    } catch (err) {
+      if (!(err instanceof IngestUnavailableError)) throw err;
+      this.logger.error({ err: err.message, items: parsed.items.length }, 'redis did not take the webhook; 503');
+      return { status: 503, outcome: 'unavailable' };
+    }
+  }
+}

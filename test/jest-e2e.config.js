@@ -1,0 +1,9 @@
+/** e2e tests: the real app against real Redis and fake HTTP peers on loopback. */
+module.exports = {
+  rootDir: '..',
+  testRegex: 'test/e2e/.*\\.e2e-spec\\.ts$',
+  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  moduleFileExtensions: ['js', 'json', 'ts'],
+  testEnvironment: 'node',
+  testTimeout: 60000,
+};
