@@ -2,7 +2,7 @@
 module.exports = {
   rootDir: '..',
   testRegex: 'test/e2e/.*\\.e2e-spec\\.ts$',
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  transform: { '^.+\\.ts$': 'ts-jest' },
   moduleFileExtensions: ['js', 'json', 'ts'],
   testEnvironment: 'node',
   testTimeout: 60000,

@@ -1,0 +1,72 @@
+import { type AddressInfo } from 'node:net';
+import { type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Redis } from 'ioredis';
+import { AppConfig } from '../../src/config/app-config';
+import { validateEnv } from '../../src/config/validate-env';
+import { createApp } from '../../src/http/create-app';
+import { RedisKeys } from '../../src/redis/redis-keys';
+import { signBody } from './sign';
+import { testEnv } from './test-env';
+
+export interface TestApp {
+  app: NestFastifyApplication;
+  config: AppConfig;
+  url: string;
+  keys: RedisKeys;
+  /** A plain client for assertions, on the same Redis, outside the app. */
+  redis: Redis;
+  /** POST /webhook with a correct signature over exactly these bytes. */
+  postSigned(body: string | Record<string, unknown>, headers?: Record<string, string>): Promise<Response>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the real app (the production createApp wiring) in this process on a free loopback port,
+ * with its own REDIS_PREFIX. close() stops it and deletes its keys, and only its keys.
+ */
+export async function startTestApp(overrides: Record<string, string | undefined> = {}): Promise<TestApp> {
+  const config = new AppConfig(validateEnv(testEnv(overrides)));
+  const app = await createApp(config);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.getHttpServer().address() as AddressInfo;
+  const url = `http://127.0.0.1:${port}`;
+  const redis = new Redis(config.env.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 1 });
+  const keys = new RedisKeys(config.redisKeyRoot);
+  return {
+    app,
+    config,
+    url,
+    keys,
+    redis,
+    postSigned: (body, headers = {}) => {
+      const raw = typeof body === 'string' ? body : JSON.stringify(body);
+      return fetch(`${url}/webhook`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-hub-signature-256': signBody(raw), ...headers },
+        body: raw,
+      });
+    },
+    close: async () => {
+      await app.close();
+      await deleteKeys(redis, config.redisKeyRoot);
+      redis.disconnect();
+    },
+  };
+}
+
+/** Deletes every key under one hash-tagged prefix (SCAN, never FLUSHDB: Redis may be shared). */
+export async function deleteKeys(redis: Redis, root: string): Promise<void> {
+  const pattern = `${root.replace(/[{}[\]*?]/g, (c) => `\\${c}`)}*`;
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    cursor = next;
+    if (batch.length > 0) await redis.del(...batch);
+  } while (cursor !== '0');
+}
+
+/** The items waiting in one lane's inbox, parsed. */
+export async function inboxItems(t: TestApp, lane: string): Promise<Record<string, any>[]> {
+  const raw = await t.redis.lrange(t.keys.inbox(lane), 0, -1);
+  return raw.map((r) => JSON.parse(r) as Record<string, any>);
+}
