@@ -1,4 +1,4 @@
-import { type IngestItem, type IngestOutcome } from './ingest-item';
+import { type IngestItem, type IngestResult } from './ingest-item';
 
 /**
  * Port: remembers which items were seen and puts new ones into their lane's inbox, atomically.
@@ -10,5 +10,5 @@ export abstract class DedupStore {
    * @param unhandled raw signed items we could not handle, kept in a capped list
    * @returns one outcome per item, same order
    */
-  abstract ingest(items: readonly IngestItem[], unhandled: readonly string[]): Promise<IngestOutcome[]>;
+  abstract ingest(items: readonly IngestItem[], unhandled: readonly string[]): Promise<IngestResult[]>;
 }

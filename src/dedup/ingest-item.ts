@@ -16,6 +16,12 @@ export interface IngestItem {
   contact?: { name?: string; waId?: string; userId?: string };
 }
 
+export interface IngestResult {
+  outcome: IngestOutcome;
+  /** The lane's pending episode (its pending score), part of the wake-up job id. */
+  episode: string;
+}
+
 export enum IngestOutcome {
   Duplicate = 0,
   Enqueued = 1,

@@ -3,8 +3,8 @@ import { type Logger } from 'pino';
 import { AppConfig } from '../config/app-config';
 import { AppLogger } from '../logging/app-logger';
 import { DedupStore } from './dedup.store';
-import { type IngestItem, IngestOutcome } from './ingest-item';
-import { WakeUpService } from './wake-up.service';
+import { type IngestItem, IngestOutcome, type IngestResult } from './ingest-item';
+import { WakeUpService, type WakeTarget } from './wake-up.service';
 
 export class IngestUnavailableError extends Error {}
 
@@ -46,24 +46,30 @@ export class IngestService {
   async ingest(items: readonly IngestItem[], unhandled: readonly string[]): Promise<IngestSummary> {
     const started = Date.now();
     const budget = this.config.env.INGEST_TIMEOUT_MS;
-    let outcomes: IngestOutcome[];
+    let results: IngestResult[];
     try {
-      outcomes = await within(budget, this.store.ingest(items, unhandled));
+      results = await within(budget, this.store.ingest(items, unhandled));
     } catch (err) {
       throw err instanceof IngestUnavailableError ? err : new IngestUnavailableError((err as Error).message);
     }
-    const lanes = items.filter((_, i) => outcomes[i] !== IngestOutcome.Duplicate).map((item) => item.lane);
-    if (lanes.length > 0) await this.wakeBestEffort(lanes, budget - (Date.now() - started));
-    const enqueued = outcomes.filter((o) => o === IngestOutcome.Enqueued).length;
-    return { enqueued, duplicates: outcomes.length - enqueued };
+    const targets: WakeTarget[] = [];
+    results.forEach(({ outcome, episode }, i) => {
+      if (outcome !== IngestOutcome.Duplicate) targets.push({ lane: items[i].lane, tag: episode });
+    });
+    if (targets.length > 0) await this.wakeBestEffort(targets, budget - (Date.now() - started));
+    const enqueued = results.filter((r) => r.outcome === IngestOutcome.Enqueued).length;
+    return { enqueued, duplicates: results.length - enqueued };
   }
 
-  private async wakeBestEffort(lanes: string[], remainingMs: number): Promise<void> {
+  private async wakeBestEffort(targets: WakeTarget[], remainingMs: number): Promise<void> {
     try {
-      await within(Math.max(remainingMs, 50), this.wakeUps.wake(lanes));
+      await within(Math.max(remainingMs, 50), this.wakeUps.wake(targets));
     } catch (err) {
       // The items are durable in their inboxes and in the pending set: the sweeper re-arms them.
-      this.logger.warn({ err: (err as Error).message, lanes: lanes.length }, 'wake-up not issued; sweeper will re-arm');
+      this.logger.warn(
+        { err: (err as Error).message, lanes: targets.length },
+        'wake-up not issued; sweeper will re-arm',
+      );
     }
   }
 }

@@ -5,11 +5,11 @@ import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-connections';
 import { DedupStore } from './dedup.store';
-import { type IngestItem, type IngestOutcome } from './ingest-item';
+import { type IngestItem, type IngestResult } from './ingest-item';
 
 const UNHANDLED_CAP = 1000;
 
-type IngestCommand = (numKeys: number, ...keysAndArgs: (string | number)[]) => Promise<number[]>;
+type IngestCommand = (numKeys: number, ...keysAndArgs: (string | number)[]) => Promise<[number, string][]>;
 
 /** DedupStore on Redis: one Lua script (EVALSHA, EVAL on NOSCRIPT) over the ingest connection. */
 @Injectable()
@@ -26,7 +26,7 @@ export class RedisDedupStore extends DedupStore {
     if (!this.client.tawasulIngest) this.client.defineCommand('tawasulIngest', { lua: INGEST_SCRIPT });
   }
 
-  async ingest(items: readonly IngestItem[], unhandled: readonly string[]): Promise<IngestOutcome[]> {
+  async ingest(items: readonly IngestItem[], unhandled: readonly string[]): Promise<IngestResult[]> {
     if (items.length === 0 && unhandled.length === 0) return [];
     const keys: string[] = [this.keys.pending, this.keys.unhandled];
     const args: (string | number)[] = [Date.now(), this.config.env.DEDUP_TTL_SECONDS, UNHANDLED_CAP, unhandled.length];
@@ -37,6 +37,6 @@ export class RedisDedupStore extends DedupStore {
     }
     const run = this.client.tawasulIngest as IngestCommand;
     const result = await run.call(this.client, keys.length, ...keys, ...args);
-    return result;
+    return result.map(([outcome, episode]) => ({ outcome, episode: String(episode) }));
   }
 }

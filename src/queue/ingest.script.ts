@@ -10,8 +10,11 @@
  * ARGV[5..4+U]  unhandled raw entries
  * then pairs per item: lane id, item JSON
  *
- * Returns per item: 1 new (enqueued), 2 duplicate whose lane still waits (wake it again, the first
- * wake-up may have been lost), 0 duplicate.
+ * Returns per item a pair {outcome, episode}: outcome 1 new (enqueued), 2 duplicate whose lane still
+ * waits (wake it again: the first wake-up may have been lost), 0 duplicate. `episode` is the lane's
+ * pending score: it names this stretch of pending work, so the wake-up job id `<lane>.<episode>`
+ * never collides with the job of a turn that is finishing right now (BullMQ ignores an add whose id
+ * is still active, which would lose the wake-up).
  */
 export const INGEST_SCRIPT = `
 local u = tonumber(ARGV[4])
@@ -31,11 +34,14 @@ for i = 1, n do
   if redis.call('SET', dedupKey, '1', 'NX', 'EX', ARGV[2]) then
     redis.call('RPUSH', inboxKey, item)
     redis.call('ZADD', KEYS[1], 'NX', ARGV[1], lane)
-    result[i] = 1
-  elseif redis.call('ZSCORE', KEYS[1], lane) then
-    result[i] = 2
+    result[i] = { 1, redis.call('ZSCORE', KEYS[1], lane) }
   else
-    result[i] = 0
+    local episode = redis.call('ZSCORE', KEYS[1], lane)
+    if episode then
+      result[i] = { 2, episode }
+    else
+      result[i] = { 0, '' }
+    end
   end
 end
 return result

@@ -24,4 +24,39 @@ export class RedisKeys {
   inbox(lane: string): string {
     return `${this.root}:inbox:${lane}`;
   }
+
+  /** A lane's scheduling state (hash): fence counter, not-before time, the turn in flight. */
+  lane(lane: string): string {
+    return `${this.root}:lane:${lane}`;
+  }
+
+  /** The lane's lease: holds the fencing token of the one worker allowed to act on it. */
+  lease(lane: string): string {
+    return `${this.root}:lease:${lane}`;
+  }
+
+  /** A chat's history (list of JSON entries, oldest first). */
+  history(chat: string): string {
+    return `${this.root}:chat:${chat}:history`;
+  }
+
+  /** A chat's state (hash): last inbound time, language, holding flag, collected facts. */
+  chat(chat: string): string {
+    return `${this.root}:chat:${chat}:state`;
+  }
+
+  /** Outbound message record by wamid (which chat, turn and part; status; cost). */
+  outbound(wamid: string): string {
+    return `${this.root}:out:${wamid}`;
+  }
+
+  /** wamid confirmed for a part key (biz_opaque_callback_data), from a send answer or a status. */
+  partAck(partKey: string): string {
+    return `${this.root}:ack:${partKey}`;
+  }
+
+  /** Work given up visibly (capped list, newest first). */
+  get deadLetters(): string {
+    return `${this.root}:dead`;
+  }
 }
