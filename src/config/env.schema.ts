@@ -280,4 +280,18 @@ export class EnvSchema {
   @Min(0, { message: 'must be a whole number of milliseconds between 0 and 60000' })
   @Max(60000, { message: 'must be a whole number of milliseconds between 0 and 60000' })
   SHUTDOWN_DRAIN_MS = 2000;
+
+  /** Not in SPEC §2: a worker's lease on a chat; renewed while it works, taken over when it lapses. */
+  @Type(() => Number)
+  @IsInt({ message: 'must be a whole number of milliseconds between 1000 and 600000' })
+  @Min(1000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })
+  @Max(600000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })
+  TURN_LEASE_MS = 15000;
+
+  /** Not in SPEC §2: how long a send of unknown outcome waits for its status before it is resent. */
+  @Type(() => Number)
+  @IsInt({ message: 'must be a whole number of milliseconds between 1000 and 3600000' })
+  @Min(1000, { message: 'must be a whole number of milliseconds between 1000 and 3600000' })
+  @Max(3600000, { message: 'must be a whole number of milliseconds between 1000 and 3600000' })
+  SEND_UNKNOWN_WAIT_MS = 30000;
 }

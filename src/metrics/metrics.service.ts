@@ -59,6 +59,59 @@ export class MetricsService {
     },
   });
 
+  readonly turns = new Counter({
+    name: 'tawasul_turns_total',
+    help: 'Chat turns by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly holdingMessages = new Counter({
+    name: 'tawasul_holding_messages_total',
+    help: 'Holding messages sent while the LLM was failing',
+    registers: [this.registry],
+  });
+
+  readonly escalations = new Counter({
+    name: 'tawasul_escalations_total',
+    help: 'Chats handed over, by trigger',
+    labelNames: ['trigger'] as const,
+    registers: [this.registry],
+  });
+
+  readonly sends = new Counter({
+    name: 'tawasul_sends_total',
+    help: 'Outbound sends by mode, category and outcome',
+    labelNames: ['mode', 'category', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly possibleDuplicateSends = new Counter({
+    name: 'tawasul_possible_duplicate_sends_total',
+    help: 'Resends after an unknown outcome whose status never arrived (SPEC 4.9)',
+    registers: [this.registry],
+  });
+
+  readonly deadLetters = new Counter({
+    name: 'tawasul_dead_letters_total',
+    help: 'Work given up, visibly, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly orphanStatuses = new Counter({
+    name: 'tawasul_orphan_statuses_total',
+    help: 'Statuses for messages this deployment never sent',
+    registers: [this.registry],
+  });
+
+  readonly costUsd = new Counter({
+    name: 'tawasul_cost_usd_total',
+    help: 'Message costs in USD, estimated at send and billed from statuses',
+    labelNames: ['side', 'category'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     for (const outcome of ['accepted', 'duplicate', 'ignored', 'unauthorized', 'invalid', 'unavailable'] as const) {

@@ -4,9 +4,13 @@ import { type JobsOptions } from 'bullmq';
 export const TURNS_QUEUE = 'turns';
 
 export enum TurnJob {
-  /** A lane (chat or status stream) has items waiting. Job id = lane id. */
+  /** A lane (chat or status stream) has items waiting. Job id = `<lane>.<tag>`. */
   Wake = 'wake',
+  /** The scheduled sweeper: re-arms lanes whose wake-up was lost. */
+  Sweep = 'sweep',
 }
+
+export const SWEEPER_SCHEDULER_ID = 'tawasul-sweeper';
 
 export interface WakeJobData {
   lane: string;

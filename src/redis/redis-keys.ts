@@ -30,6 +30,11 @@ export class RedisKeys {
     return `${this.root}:lane:${lane}`;
   }
 
+  /** The items of a lane's turn in flight (moved there from the inbox when the turn takes them). */
+  turnItems(lane: string): string {
+    return `${this.root}:turn:${lane}`;
+  }
+
   /** The lane's lease: holds the fencing token of the one worker allowed to act on it. */
   lease(lane: string): string {
     return `${this.root}:lease:${lane}`;
