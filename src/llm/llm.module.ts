@@ -1,0 +1,51 @@
+import { Module } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { AppLogger } from '../logging/app-logger';
+import { MetricsService } from '../metrics/metrics.service';
+import { CannedMessages } from './canned-messages';
+import { LlmClient } from './llm.client';
+import { LlmConcurrencyLimiter } from './llm-concurrency.limiter';
+import { LlmMetrics } from './llm.metrics';
+import { OfflineLlmClient } from './offline-llm.client';
+import { OpenAiLlmClient } from './openai-llm.client';
+import { SystemPromptLoader } from './system-prompt.loader';
+
+/**
+ * Everything a turn needs to get an answer (SPEC §4.6, §4.7), for workers. Relies on the global
+ * AppConfig, AppLogger, MetricsService, RedisConnections and RedisKeys.
+ *
+ * - LlmClient: OpenAiLlmClient (LLM_PROVIDER=openai) or OfflineLlmClient (offline).
+ * - SystemPromptLoader.prompt: the filled system prompt; CannedMessages.text(key, language).
+ * - LlmConcurrencyLimiter: the cross-process cap on calls in flight (LLM_MAX_CONCURRENCY).
+ * - buildLlmRequest / halveHistory (llm-request.builder.ts), detectLanguage / pickLanguage
+ *   (language.ts) are plain functions.
+ *
+ * A turn's inference, in outline:
+ *   const request = buildLlmRequest({ systemPrompt: prompts.prompt, history, turnMessages, user: chatHash });
+ *   if (!(await limiter.tryAcquire(holder))) → defer the turn (not-before time, no attempt counted)
+ *   try { reply = await llm.complete(request) }
+ *   catch (e: LlmError) → 'context': halveHistory(request) and call once more (null: treat as error);
+ *                         'config': alert, do not count an attempt;
+ *                         else: holding message once, count the attempt, back off
+ *   finally { await limiter.release(holder) }
+ *
+ * The prompt and messages files are read when the module is built: a missing file fails start-up.
+ */
+@Module({
+  providers: [
+    { provide: LlmMetrics, inject: [MetricsService], useFactory: (m: MetricsService) => LlmMetrics.for(m.registry) },
+    {
+      provide: LlmClient,
+      inject: [AppConfig, LlmMetrics, AppLogger],
+      useFactory: (config: AppConfig, metrics: LlmMetrics, logger: AppLogger): LlmClient =>
+        config.env.LLM_PROVIDER === 'openai'
+          ? new OpenAiLlmClient(config, metrics, logger)
+          : new OfflineLlmClient(config, metrics),
+    },
+    SystemPromptLoader,
+    CannedMessages,
+    LlmConcurrencyLimiter,
+  ],
+  exports: [LlmClient, LlmMetrics, SystemPromptLoader, CannedMessages, LlmConcurrencyLimiter],
+})
+export class LlmModule {}
