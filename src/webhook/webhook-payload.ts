@@ -34,6 +34,24 @@ export interface ParsedWebhook {
   ignored: number;
 }
 
+/**
+ * Far deeper than any Meta payload (about 12 levels). V8 parses nesting much deeper than it can
+ * serialise again, and every later step (keeping an item raw, storing it) serialises.
+ */
+export const MAX_NESTING = 64;
+
+/** True when a parsed JSON value nests deeper than `max`; iterative, so depth itself cannot overflow it. */
+export function exceedsNesting(value: unknown, max = MAX_NESTING): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (typeof node !== 'object' || node === null) continue;
+    if (depth >= max) return true;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);

@@ -4,7 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { IngestService, IngestUnavailableError } from '../dedup/ingest.service';
 import { AppLogger } from '../logging/app-logger';
 import { MetricsService, type WebhookOutcome } from '../metrics/metrics.service';
-import { parseWebhook } from './webhook-payload';
+import { exceedsNesting, parseWebhook, type ParsedWebhook } from './webhook-payload';
 
 export interface WebhookAnswer {
   status: 200 | 400 | 503;
@@ -36,7 +36,10 @@ export class WebhookService {
       this.logger.warn({ bytes: raw.length }, 'signed webhook body is not a JSON object');
       return { status: 400, outcome: 'invalid' };
     }
-    const parsed = parseWebhook(body as Record<string, unknown>, this.config.env.WHATSAPP_PHONE_NUMBER_ID, Date.now());
+    // Signed but too deep to serialise: kept as the bytes we got (a 5xx would make Meta retry it for a week).
+    const parsed: ParsedWebhook = exceedsNesting(body)
+      ? { items: [], unhandled: [{ kind: 'nesting', raw: raw.toString('utf8') }], ignored: 0 }
+      : parseWebhook(body as Record<string, unknown>, this.config.env.WHATSAPP_PHONE_NUMBER_ID, Date.now());
     for (const { kind } of parsed.unhandled) this.metrics.unhandledItems.inc({ kind });
     if (parsed.unhandled.length > 0) {
       this.logger.warn({ kinds: parsed.unhandled.map((u) => u.kind) }, 'kept signed items we cannot handle');
