@@ -51,6 +51,8 @@ export class RedisConnections implements OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     await Promise.all(
       [...this.clients.values()].map(async (client) => {
+        // quit() on a connection that is down would wait for a reconnect; just drop it then.
+        if (client.status !== 'ready') return client.disconnect();
         try {
           await client.quit();
         } catch {

@@ -129,7 +129,10 @@ function messageItem(
   if (!sender || !SENDER.test(sender)) return { reason: 'message_sender' };
   const type = asString(message.type);
   if (!type || !KNOWN_MESSAGE_TYPES.has(type)) return { reason: 'message_type' };
-  const profile = contacts.find((c) => c.wa_id === sender || c.user_id === sender) ?? contacts[0];
+  // Only the sender's own contact entry; a lone entry is Meta's usual shape for a single sender.
+  const profile =
+    contacts.find((c) => c.wa_id === sender || c.user_id === sender) ??
+    (contacts.length === 1 ? contacts[0] : undefined);
   const name = profile && isObject(profile.profile) ? asString(profile.profile.name) : undefined;
   const item: IngestItem = {
     key: `m:${id}`,

@@ -48,7 +48,7 @@ export class WebhookService {
     try {
       const summary = await this.ingestService.ingest(
         parsed.items,
-        parsed.unhandled.map((u) => u.raw),
+        parsed.unhandled.map((u) => capRaw(u.kind, u.raw)),
       );
       if (summary.enqueued > 0) this.metrics.webhookItems.inc({ result: 'enqueued' }, summary.enqueued);
       if (summary.duplicates > 0) this.metrics.webhookItems.inc({ result: 'duplicate' }, summary.duplicates);
@@ -60,4 +60,11 @@ export class WebhookService {
       return { status: 503, outcome: 'unavailable' };
     }
   }
+}
+
+/** Kept raw items are for an operator's eyes: a 3 MB body must not make a 3 MB list entry each time. */
+const KEEP_RAW_BYTES = 16384;
+function capRaw(kind: string, raw: string): string {
+  if (raw.length <= KEEP_RAW_BYTES) return raw;
+  return JSON.stringify({ kind, truncated: true, length: raw.length, head: raw.slice(0, KEEP_RAW_BYTES) });
 }
