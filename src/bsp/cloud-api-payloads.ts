@@ -1,0 +1,56 @@
+import { type MarkReadInput, type SendTemplateInput, type SendTextInput } from './bsp.client';
+
+/** A Cloud API request body, as sent to Meta and 360dialog alike (PROTOCOLS.md §2.2, §6). */
+export type CloudApiBody = Record<string, unknown>;
+
+/**
+ * A wa_id goes in `to`. A business-scoped user id (a user who hides their number, e.g.
+ * 'AE.1234567890123') is reported to go in `recipient` instead (PROTOCOLS.md §1.12, unconfirmed):
+ * kept here, in one place, until Meta documents it.
+ */
+export function recipientField(to: string): { to: string } | { recipient: string } {
+  return /^\+?\d+$/.test(to) ? { to } : { recipient: to };
+}
+
+function envelope(to: string, callbackData: string | undefined): CloudApiBody {
+  return {
+    messaging_product: 'whatsapp',
+    recipient_type: 'individual',
+    ...recipientField(to),
+    ...(callbackData !== undefined ? { biz_opaque_callback_data: callbackData } : {}),
+  };
+}
+
+export function textBody(input: SendTextInput): CloudApiBody {
+  return {
+    ...envelope(input.to, input.callbackData),
+    ...(input.replyTo !== undefined ? { context: { message_id: input.replyTo } } : {}),
+    type: 'text',
+    // Previews off: a link in an LLM reply must not pull a third-party page into the chat.
+    text: { preview_url: false, body: input.body },
+  };
+}
+
+export function templateBody(input: SendTemplateInput): CloudApiBody {
+  const parameters = input.bodyParameters ?? [];
+  return {
+    ...envelope(input.to, input.callbackData),
+    type: 'template',
+    template: {
+      name: input.name,
+      language: { policy: 'deterministic', code: input.language },
+      ...(parameters.length > 0
+        ? { components: [{ type: 'body', parameters: parameters.map((text) => ({ type: 'text', text })) }] }
+        : {}),
+    },
+  };
+}
+
+export function markReadBody(input: MarkReadInput): CloudApiBody {
+  return {
+    messaging_product: 'whatsapp',
+    status: 'read',
+    message_id: input.messageId,
+    ...(input.typing ? { typing_indicator: { type: 'text' } } : {}),
+  };
+}
