@@ -18,7 +18,8 @@ export function readRoleFlag(env: NodeJS.ProcessEnv, argv: readonly string[]): s
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg.startsWith('--role=')) return arg.slice('--role='.length);
-    if (arg === '--role' && i + 1 < argv.length) return argv[i + 1];
+    // A bare `--role` is a mistake, not "use APP_ROLE": the empty value fails validation loudly.
+    if (arg === '--role') return argv[i + 1] ?? '';
   }
   return env.APP_ROLE ?? AppRole.All;
 }

@@ -2,6 +2,7 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { type AppRole } from './app-role';
 import { type AppConfig } from './config/app-config';
 import { AppConfigModule } from './config/config.module';
+import { ConversationModule } from './conversation/conversation.module';
 import { HealthModule } from './health/health.module';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
@@ -27,6 +28,7 @@ export class AppModule {
         HealthModule,
         MetricsModule.forRoot({ servePublicly: config.env.MANAGEMENT_PORT === undefined }),
         WebhookModule.forRole(role),
+        ConversationModule.forRole(role),
       ],
     };
   }

@@ -77,7 +77,7 @@ export class EnvSchema {
   @IsNotEmpty({ message: 'is required with BSP_PROVIDER=meta for the receiver (the Meta app secret)' })
   WHATSAPP_APP_SECRET?: string;
 
-  @ValidateIf((e: EnvSchema) => e.BSP_PROVIDER !== 'sandbox')
+  @ValidateIf((e: EnvSchema) => e.BSP_PROVIDER === 'meta' || e.BSP_PROVIDER === '360dialog')
   @IsNotEmpty({ message: 'is required with BSP_PROVIDER=meta or 360dialog (the business phone_number_id)' })
   @Matches(/^\d+$/, { message: 'must be the numeric phone_number_id' })
   WHATSAPP_PHONE_NUMBER_ID?: string;

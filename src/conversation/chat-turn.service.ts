@@ -1,0 +1,219 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { type Logger } from 'pino';
+import { splitMessage } from '../bsp/split-message';
+import { AppConfig } from '../config/app-config';
+import { type IngestItem } from '../dedup/ingest-item';
+import { CannedMessages, type CannedKey } from '../llm/canned-messages';
+import { type Language, pickLanguage } from '../llm/language';
+import { AppLogger } from '../logging/app-logger';
+import { LogHasher } from '../logging/log-hasher';
+import { MetricsService } from '../metrics/metrics.service';
+import { ConversationStore } from './conversation.store';
+import { DeadLetters } from './dead-letters';
+import { interpretMessage, planTurn, type TurnPlan } from './inbound-content';
+import { LlmStep } from './llm-step';
+import { ReplySender } from './reply-sender';
+import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
+import { type ChatState, type HistoryEntry, type Lease, type StoredReply, type TurnMeta } from './turn.types';
+
+const WINDOW_MS = 24 * 60 * 60 * 1000;
+
+interface TurnContext {
+  lease: Lease;
+  turn: TurnMeta;
+  items: IngestItem[];
+  plan: TurnPlan;
+  state: ChatState;
+  history: HistoryEntry[];
+  language: Language;
+  to: string;
+}
+
+/**
+ * One chat turn (SPEC §4.3–12): the lane's waiting messages become one turn, answered by the LLM
+ * (or a canned text), stored, sent part by part, and committed to the chat's history — each step
+ * under the lane's fencing token. Every wait parks the turn with a "not before" time.
+ */
+@Injectable()
+export class ChatTurnService {
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly store: ConversationStore,
+    private readonly llmStep: LlmStep,
+    private readonly sender: ReplySender,
+    private readonly canned: CannedMessages,
+    private readonly deadLetters: DeadLetters,
+    private readonly metrics: MetricsService,
+    private readonly hasher: LogHasher,
+    private readonly config: AppConfig,
+    appLogger: AppLogger,
+  ) {
+    this.logger = appLogger.child('turn');
+  }
+
+  async run(lease: Lease): Promise<RunOutcome> {
+    const snapshot = await this.store.join(lease);
+    if (!snapshot) return LOST;
+    const items = snapshot.items.filter((item) => item.kind === 'message');
+    if (items.length === 0) return finished(await this.store.finish(lease, lease.lane));
+    const turn = snapshot.turn ?? {
+      id: randomUUID(),
+      startedAt: Date.now(),
+      attempts: 0,
+      sendFailures: 0,
+      pairRateFailures: 0,
+    };
+    if (!turn.reply) {
+      const due = this.debounceDue(items);
+      if (due > Date.now()) return deferredOrLost(await this.store.defer(lease, due, turn), due);
+    }
+    const plan = planTurn(items.map((item) => interpretMessage(item.raw)));
+    const { state, history } = await this.store.readChat(lease.lane);
+    const language = pickLanguage(
+      plan.texts.map((t) => t.text),
+      state.language ?? 'en',
+    );
+    const ctx: TurnContext = { lease, turn, items, plan, state, history, language, to: recipientOf(items) };
+    if (!turn.reply) {
+      const decided = await this.decideReply(ctx);
+      if (decided) return decided;
+    }
+    return this.deliver(ctx);
+  }
+
+  /**
+   * TURN_DEBOUNCE_MS: the turn starts once the chat has been quiet that long, but a patient who
+   * keeps typing is answered after at most four windows.
+   */
+  private debounceDue(items: IngestItem[]): number {
+    const debounce = this.config.env.TURN_DEBOUNCE_MS;
+    if (debounce <= 0) return 0;
+    const times = items.map((item) => item.receivedAt);
+    return Math.min(Math.max(...times) + debounce, Math.min(...times) + 4 * debounce);
+  }
+
+  /** Puts the reply into the turn (stored before any send), or returns how the turn ends or waits. */
+  private async decideReply(ctx: TurnContext): Promise<RunOutcome | undefined> {
+    const { lease, turn, plan } = ctx;
+    const lastInbound = Math.max(ctx.state.lastInboundTs ?? 0, plan.lastTimestamp);
+    const answerable = plan.texts.length > 0 || plan.onlyMedia || plan.onlyResend;
+    if (!answerable) return this.commit(ctx, undefined, 'skipped');
+    if (Date.now() - lastInbound * 1000 > WINDOW_MS) {
+      // Free-form replies are impossible outside the window; the re-engagement path comes with the
+      // window issue. Flag the chat, answer nothing, and keep the history.
+      this.metrics.escalations.inc({ trigger: 'window_closed' });
+      return this.commit(ctx, undefined, 'skipped', { windowClosed: true });
+    }
+    let reply: StoredReply;
+    if (plan.texts.length > 0) {
+      const step = await this.llmStep.run(ctx);
+      if (step.kind === 'outcome') return step.outcome;
+      reply =
+        step.kind === 'reply'
+          ? this.replyOf('llm', this.withoutMarker(step.text, ctx.language))
+          : this.replyOf('canned', step.text);
+    } else {
+      reply = this.replyOf(
+        'canned',
+        this.cannedText(plan.onlyMedia ? 'unsupported_media' : 'resend_as_text', ctx.language),
+      );
+    }
+    turn.reply = reply;
+    return (await this.store.saveTurn(lease, turn, true)) ? undefined : LOST;
+  }
+
+  private async deliver(ctx: TurnContext): Promise<RunOutcome> {
+    const { lease, turn } = ctx;
+    const step = await this.sender.sendParts(lease, turn, ctx.to);
+    switch (step.kind) {
+      case 'lost':
+        return LOST;
+      case 'defer':
+        return deferredOrLost(await this.store.defer(lease, step.at, turn), step.at);
+      case 'failed': {
+        const closed = step.error.kind === 'window_closed';
+        await this.deadLetters.record(closed ? 'window_closed' : 'send_permanent', lease.lane, {
+          code: step.error.code,
+          turn: turn.id,
+        });
+        if (closed) this.metrics.escalations.inc({ trigger: 'window_closed' });
+        return this.commit(ctx, turn.reply, 'dead_lettered', closed ? { windowClosed: true } : {});
+      }
+      case 'done': {
+        const real = turn.reply?.kind === 'llm';
+        return this.commit(
+          ctx,
+          turn.reply,
+          turn.attempts >= this.config.env.LLM_MAX_ATTEMPTS ? 'dead_lettered' : 'replied',
+          real ? { holding: false, windowClosed: false } : {},
+        );
+      }
+    }
+  }
+
+  private async commit(
+    ctx: TurnContext,
+    reply: StoredReply | undefined,
+    outcome: 'replied' | 'skipped' | 'dead_lettered',
+    extraState: Partial<ChatState> = {},
+  ): Promise<RunOutcome> {
+    const now = Date.now();
+    const history: HistoryEntry[] = [];
+    if (ctx.plan.texts.length > 0) {
+      history.push({
+        role: 'user',
+        text: ctx.plan.texts.map((t) => t.text).join('\n'),
+        at: now,
+        ids: ctx.plan.texts.map((t) => t.id),
+      });
+    }
+    const sentText = reply?.parts.filter((_, i) => reply.sent[i]).join('\n');
+    if (sentText) history.push({ role: 'assistant', text: sentText, at: now, ids: [ctx.turn.id] });
+    const state: Partial<ChatState> = { language: ctx.language, ...extraState };
+    if (ctx.plan.lastTimestamp > (ctx.state.lastInboundTs ?? 0)) state.lastInboundTs = ctx.plan.lastTimestamp;
+    const result = await this.store.finish(ctx.lease, ctx.lease.lane, { history, state });
+    if (result !== 'lost') {
+      this.metrics.turns.inc({ outcome });
+      this.logger.info(
+        { chat: this.hasher.hash(ctx.lease.lane), turn: ctx.turn.id, outcome, attempts: ctx.turn.attempts },
+        'turn finished',
+      );
+    }
+    return finished(result);
+  }
+
+  private replyOf(kind: StoredReply['kind'], text: string): StoredReply {
+    const parts = splitMessage(text);
+    return { kind, text, parts, sent: parts.map(() => null), sending: parts.map(() => null) };
+  }
+
+  /**
+   * LLM_HANDOFF_MARKER is never sent to the patient. The hand-over itself (Chatwoot, pause) comes
+   * with the escalation issue; until then the marker is counted and the rest of the reply goes out.
+   */
+  private withoutMarker(text: string, language: Language): string {
+    const marker = this.config.env.LLM_HANDOFF_MARKER;
+    if (!text.includes(marker)) return text;
+    this.metrics.escalations.inc({ trigger: 'marker' });
+    const rest = text.split(marker).join('').trim();
+    return rest || this.cannedText('handoff', language);
+  }
+
+  private cannedText(key: CannedKey, language: Language): string {
+    return this.canned.text(key, language);
+  }
+}
+
+/** The chat's WhatsApp address: `from`, else the business-scoped user id (SPEC §4.4). */
+function recipientOf(items: IngestItem[]): string {
+  for (const item of items) {
+    const raw = item.raw as { from?: string; from_user_id?: string };
+    if (raw.from) return raw.from;
+    if (raw.from_user_id) return raw.from_user_id;
+  }
+  return '';
+}
+
+export type { TurnContext };

@@ -1,0 +1,39 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { type AppRole, consumesJobs } from '../app-role';
+import { BspModule } from '../bsp/bsp.module';
+import { DedupModule } from '../dedup/dedup.module';
+import { LlmModule } from '../llm/llm.module';
+import { QueueModule } from '../queue/queue.module';
+import { ChatTurnService } from './chat-turn.service';
+import { ConversationStore } from './conversation.store';
+import { DeadLetters } from './dead-letters';
+import { LaneRunner } from './lane-runner';
+import { LlmStep } from './llm-step';
+import { RedisConversationStore } from './redis-conversation.store';
+import { ReplySender } from './reply-sender';
+import { StatusService } from './status.service';
+import { Sweeper } from './sweeper';
+import { TurnProcessor } from './turn.processor';
+
+@Module({})
+export class ConversationModule {
+  /** The turn machinery exists only where jobs are consumed (worker, all). */
+  static forRole(role: AppRole): DynamicModule {
+    if (!consumesJobs(role)) return { module: ConversationModule };
+    return {
+      module: ConversationModule,
+      imports: [QueueModule, DedupModule, LlmModule, BspModule],
+      providers: [
+        { provide: ConversationStore, useClass: RedisConversationStore },
+        ChatTurnService,
+        LlmStep,
+        ReplySender,
+        StatusService,
+        DeadLetters,
+        LaneRunner,
+        Sweeper,
+        TurnProcessor,
+      ],
+    };
+  }
+}

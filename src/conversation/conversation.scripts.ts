@@ -1,0 +1,107 @@
+/**
+ * Lua scripts of the per-lane turn protocol. Every key is passed in KEYS[] (Cluster: one hash tag).
+ * Every write after the lease is taken checks the fencing token first, so a worker that stalled
+ * past its lease (GC pause, partition, SIGSTOP) and wakes up changes nothing (SPEC §4.4).
+ */
+
+/** KEYS: lease, lane hash. ARGV: lease ms, lane hash TTL s. Returns the new fencing token, or 0 when taken. */
+export const ACQUIRE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fence = redis.call('HINCRBY', KEYS[2], 'fence', 1)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], fence, 'PX', ARGV[1])
+return fence
+`;
+
+/** KEYS: lease. ARGV: fence, lease ms. 1 when still ours (and extended). */
+export const RENEW = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`;
+
+/**
+ * KEYS: lease, lane hash, inbox, turn items. ARGV: fence.
+ * Moves the inbox into the turn in flight unless its reply is already decided ('locked'): messages
+ * that arrive while a turn waits (debounce, backoff) join it; later ones wait for the next turn.
+ * Returns false when the lease is lost, else { turn meta or '', items… }.
+ */
+export const JOIN = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+if not redis.call('HGET', KEYS[2], 'locked') then
+  local items = redis.call('LRANGE', KEYS[3], 0, -1)
+  for i = 1, #items, 500 do
+    redis.call('RPUSH', KEYS[4], unpack(items, i, math.min(i + 499, #items)))
+  end
+  if #items > 0 then redis.call('DEL', KEYS[3]) end
+end
+local meta = redis.call('HGET', KEYS[2], 'turn') or ''
+local result = { meta }
+local items = redis.call('LRANGE', KEYS[4], 0, -1)
+for i = 1, #items do result[i + 1] = items[i] end
+return result
+`;
+
+/** KEYS: lease, hash. ARGV: fence, field, value, field, value… 1 when written. */
+export const SAVE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 2, #ARGV))
+return 1
+`;
+
+/**
+ * KEYS: lease, lane hash, turn items. ARGV: fence, not-before ms, number K of kept items, items…,
+ * then field/value pairs for the lane hash. Parks the turn until not-before and lets the lease go;
+ * with K >= 0 the turn's items are replaced by the K given (K = -1 keeps them).
+ */
+export const DEFER = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local k = tonumber(ARGV[3])
+if k >= 0 then
+  redis.call('DEL', KEYS[3])
+  if k > 0 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 4, 3 + k)) end
+end
+redis.call('HSET', KEYS[2], 'nb', ARGV[2])
+local first = 4 + math.max(k, 0)
+if #ARGV >= first then redis.call('HSET', KEYS[2], unpack(ARGV, first, #ARGV)) end
+redis.call('DEL', KEYS[1])
+return 1
+`;
+
+/** KEYS: lease. ARGV: fence. Lets the lease go without other changes. */
+export const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+`;
+
+/**
+ * Commits a finished turn. KEYS: lease, lane hash, inbox, turn items, pending, history, chat state.
+ * ARGV: fence, lane, history max, history TTL s, chat state TTL s, N, N history entries, then
+ * field/value pairs for the chat state. Returns 0 lease lost, 1 done (lane idle), 2 more waiting.
+ */
+export const FINISH = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[6])
+if n > 0 then
+  redis.call('RPUSH', KEYS[6], unpack(ARGV, 7, 6 + n))
+  redis.call('LTRIM', KEYS[6], -tonumber(ARGV[3]), -1)
+  redis.call('EXPIRE', KEYS[6], ARGV[4])
+end
+if #ARGV >= 7 + n then
+  redis.call('HSET', KEYS[7], unpack(ARGV, 7 + n, #ARGV))
+  redis.call('EXPIRE', KEYS[7], ARGV[5])
+end
+redis.call('DEL', KEYS[4])
+redis.call('HDEL', KEYS[2], 'turn', 'locked', 'nb')
+redis.call('DEL', KEYS[1])
+local first = redis.call('LINDEX', KEYS[3], 0)
+if first then
+  local ok, item = pcall(cjson.decode, first)
+  if ok and type(item) == 'table' and tonumber(item.receivedAt) then
+    redis.call('ZADD', KEYS[5], 'XX', tonumber(item.receivedAt), ARGV[2])
+  end
+  return 2
+end
+redis.call('ZREM', KEYS[5], ARGV[2])
+return 1
+`;

@@ -1,0 +1,44 @@
+import {
+  type ChatState,
+  type FinishResult,
+  type HistoryEntry,
+  type LaneSnapshot,
+  type Lease,
+  type TurnMeta,
+} from './turn.types';
+
+export interface TurnCommit {
+  /** Entries appended to the chat's history (trimmed to HISTORY_MAX_MESSAGES). */
+  history: HistoryEntry[];
+  /** Chat state fields to set (others kept). */
+  state: Partial<ChatState>;
+}
+
+/**
+ * Port: per-chat state and the per-lane turn protocol in Redis (SPEC §5). Every method taking a
+ * Lease is fenced: it changes nothing and reports so when the lease was lost.
+ */
+export abstract class ConversationStore {
+  /** Takes the lane's lease; undefined when another worker holds it. */
+  abstract acquire(lane: string): Promise<Lease | undefined>;
+  /** Extends the lease; false when it was lost. */
+  abstract renew(lease: Lease): Promise<boolean>;
+  /** Lets the lease go, nothing else. */
+  abstract release(lease: Lease): Promise<void>;
+  /** When the lane's parked turn may continue (ms since epoch), if it is parked. */
+  abstract notBefore(lane: string): Promise<number | undefined>;
+  /** Moves waiting inbox items into the turn in flight; undefined when the lease was lost. */
+  abstract join(lease: Lease): Promise<LaneSnapshot | undefined>;
+  /** Saves the turn in flight; `lock` keeps new messages out of it (its reply is decided). */
+  abstract saveTurn(lease: Lease, turn: TurnMeta, lock?: boolean): Promise<boolean>;
+  /** Sets chat state fields under the lease (e.g. the holding flag before the holding message). */
+  abstract saveChat(lease: Lease, chat: string, state: Partial<ChatState>): Promise<boolean>;
+  /**
+   * Parks the turn until `notBefore` and lets the lease go. `keepItems` replaces the turn's items
+   * (statuses still unresolved); omitted keeps them.
+   */
+  abstract defer(lease: Lease, notBefore: number, turn?: TurnMeta, keepItems?: readonly string[]): Promise<boolean>;
+  /** Commits the turn: history, chat state, and the lane idles or reports more waiting. */
+  abstract finish(lease: Lease, chat: string | undefined, commit?: TurnCommit): Promise<FinishResult>;
+  abstract readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[] }>;
+}

@@ -1,0 +1,86 @@
+import { Injectable } from '@nestjs/common';
+import { type Logger } from 'pino';
+import { AppConfig } from '../config/app-config';
+import { WakeUpService } from '../dedup/wake-up.service';
+import { AppLogger } from '../logging/app-logger';
+import { LogHasher } from '../logging/log-hasher';
+import { ChatTurnService } from './chat-turn.service';
+import { ConversationStore } from './conversation.store';
+import { StatusService } from './status.service';
+import { type RunOutcome } from './turn-outcome';
+import { type Lease } from './turn.types';
+
+/**
+ * Handles one wake-up of a lane: respects its "not before" time, takes its lease (one turn at a
+ * time per chat across every worker), keeps the lease alive while the turn works, and re-arms the
+ * lane when more work waits or the turn parked itself. Wake-ups are cheap and may be redundant:
+ * a wake-up that finds the lease taken or nothing to do simply ends.
+ */
+@Injectable()
+export class LaneRunner {
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly store: ConversationStore,
+    private readonly chats: ChatTurnService,
+    private readonly statuses: StatusService,
+    private readonly wakeUps: WakeUpService,
+    private readonly hasher: LogHasher,
+    private readonly config: AppConfig,
+    appLogger: AppLogger,
+  ) {
+    this.logger = appLogger.child('lane');
+  }
+
+  async handle(lane: string): Promise<void> {
+    const notBefore = await this.store.notBefore(lane);
+    if (notBefore !== undefined && notBefore > Date.now()) {
+      // Parked (debounce, backoff, 131056, unknown send outcome): make sure its delayed wake exists.
+      await this.wakeUps.wake([{ lane, tag: `n${notBefore}`, at: notBefore }]);
+      return;
+    }
+    const lease = await this.store.acquire(lane);
+    if (!lease) return; // another worker runs this lane and re-checks its inbox when it finishes
+    const outcome = await this.withHeartbeat(lease, () =>
+      lane.startsWith('s.') ? this.statuses.run(lease) : this.chats.run(lease),
+    );
+    await this.rearm(lease, outcome);
+  }
+
+  private async rearm(lease: Lease, outcome: RunOutcome): Promise<void> {
+    const { lane, fence } = lease;
+    switch (outcome.kind) {
+      case 'lost':
+        this.logger.warn({ chat: this.hasher.hash(lane), fence }, 'lease lost; another worker continues this chat');
+        return;
+      case 'deferred':
+        await this.wakeUps.wake([{ lane, tag: `n${outcome.at}`, at: outcome.at }]);
+        return;
+      case 'finished':
+        if (outcome.result === 'more') await this.wakeUps.wake([{ lane, tag: `f${fence}` }]);
+        return;
+    }
+  }
+
+  /** Renews the lease every third of its life while `work` runs; a failure to renew is logged. */
+  private async withHeartbeat<T>(lease: Lease, work: () => Promise<T>): Promise<T> {
+    const every = Math.max(200, Math.floor(this.config.env.TURN_LEASE_MS / 3));
+    const timer = setInterval(() => {
+      this.store.renew(lease).then(
+        (ok) => {
+          if (!ok) this.logger.warn({ chat: this.hasher.hash(lease.lane) }, 'lease could not be renewed');
+        },
+        (err: Error) => this.logger.warn({ err: err.message }, 'lease renewal failed'),
+      );
+    }, every);
+    try {
+      return await work();
+    } catch (err) {
+      // Unexpected (Redis away mid-turn): free the lane for a retry instead of waiting out the lease.
+      await this.store.release(lease).catch(() => undefined);
+      throw err;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+}

@@ -1,0 +1,153 @@
+import { Injectable } from '@nestjs/common';
+import { type Logger } from 'pino';
+import { BspClient } from '../bsp/bsp.client';
+import { AppConfig } from '../config/app-config';
+import { CannedMessages } from '../llm/canned-messages';
+import { LlmConcurrencyLimiter } from '../llm/llm-concurrency.limiter';
+import { LlmError, LlmClient, type LlmRequest } from '../llm/llm.client';
+import { buildLlmRequest, halveHistory } from '../llm/llm-request.builder';
+import { SystemPromptLoader } from '../llm/system-prompt.loader';
+import { AppLogger } from '../logging/app-logger';
+import { LogHasher } from '../logging/log-hasher';
+import { MetricsService } from '../metrics/metrics.service';
+import { type TurnContext } from './chat-turn.service';
+import { ConversationStore } from './conversation.store';
+import { DeadLetters } from './dead-letters';
+import { deferredOrLost, LOST, type RunOutcome } from './turn-outcome';
+import { type TurnMeta } from './turn.types';
+
+export type LlmStepResult =
+  | { kind: 'reply'; text: string }
+  /** LLM attempts exhausted: the apology goes out instead (the escalation issue hands over here). */
+  | { kind: 'exhausted'; text: string }
+  | { kind: 'outcome'; outcome: RunOutcome };
+
+/** First retry after an LLM configuration error (401/404). */
+const CONFIG_RETRY_MS = 30_000;
+/** How soon a turn that found every LLM slot taken tries again (plus jitter). */
+const SLOT_RETRY_MS = 250;
+
+/**
+ * The LLM part of a turn and its failure policy (SPEC §4.7): a slot under the global cap, the
+ * request of §4.6, and on failure the holding message (once per chat until a real reply), backoff
+ * with jitter, one trimmed retry for context-too-long, config errors alerted but not counted, and
+ * after LLM_MAX_ATTEMPTS the apology plus a dead letter.
+ */
+@Injectable()
+export class LlmStep {
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly llm: LlmClient,
+    private readonly limiter: LlmConcurrencyLimiter,
+    private readonly prompt: SystemPromptLoader,
+    private readonly canned: CannedMessages,
+    private readonly bsp: BspClient,
+    private readonly store: ConversationStore,
+    private readonly deadLetters: DeadLetters,
+    private readonly metrics: MetricsService,
+    private readonly hasher: LogHasher,
+    private readonly config: AppConfig,
+    appLogger: AppLogger,
+  ) {
+    this.logger = appLogger.child('llm-step');
+  }
+
+  async run(ctx: TurnContext): Promise<LlmStepResult> {
+    const { lease, turn } = ctx;
+    if (!(await this.limiter.tryAcquire(turn.id))) {
+      const at = Date.now() + SLOT_RETRY_MS + Math.floor(Math.random() * SLOT_RETRY_MS);
+      return { kind: 'outcome', outcome: deferredOrLost(await this.store.defer(lease, at, turn), at) };
+    }
+    try {
+      if (turn.attempts === 0) this.markRead(ctx);
+      let request = this.request(ctx);
+      for (;;) {
+        try {
+          const reply = await this.llm.complete(request);
+          return { kind: 'reply', text: reply.content };
+        } catch (err) {
+          if (!(err instanceof LlmError)) throw err;
+          const trimmed = err.kind === 'context' && !turn.trimmed ? halveHistory(request) : null;
+          if (!trimmed) return await this.onFailure(ctx, err);
+          turn.trimmed = true;
+          request = trimmed;
+        }
+      }
+    } finally {
+      await this.limiter.release(turn.id);
+    }
+  }
+
+  private request(ctx: TurnContext): LlmRequest {
+    const request = buildLlmRequest({
+      systemPrompt: this.prompt.prompt,
+      history: ctx.history.map((h) => ({
+        role: h.role === 'user' ? ('user' as const) : ('assistant' as const),
+        text: h.text,
+      })),
+      turnMessages: ctx.plan.texts.map((t) => t.text),
+      user: this.hasher.hash(ctx.lease.lane),
+    });
+    return ctx.turn.trimmed ? (halveHistory(request) ?? request) : request;
+  }
+
+  private async onFailure(ctx: TurnContext, err: LlmError): Promise<LlmStepResult> {
+    const { lease, turn } = ctx;
+    const chat = this.hasher.hash(lease.lane);
+    // 401/404: a deployment mistake. Alerted by the LLM metrics; not an attempt, so a fix in time
+    // still answers the patient. The turn is not parked forever: see the age check below.
+    if (err.kind !== 'config') turn.attempts++;
+    this.logger.warn({ chat, turn: turn.id, kind: err.kind, attempts: turn.attempts }, 'llm failed');
+    if (!(await this.sendHoldingOnce(ctx))) return { kind: 'outcome', outcome: LOST };
+    const tooOld = Date.now() - turn.startedAt > 60 * 60 * 1000;
+    if (turn.attempts >= this.config.env.LLM_MAX_ATTEMPTS || tooOld) {
+      this.metrics.escalations.inc({ trigger: 'exhausted' });
+      await this.deadLetters.record('llm_exhausted', lease.lane, {
+        turn: turn.id,
+        kind: err.kind,
+        attempts: turn.attempts,
+      });
+      turn.attempts = Math.max(turn.attempts, this.config.env.LLM_MAX_ATTEMPTS);
+      return { kind: 'exhausted', text: this.canned.text('apology', ctx.language) };
+    }
+    const at = Date.now() + Math.round(this.backoffMs(turn, err) * (0.8 + Math.random() * 0.4));
+    return { kind: 'outcome', outcome: deferredOrLost(await this.store.defer(lease, at, turn), at) };
+  }
+
+  /** Exponential from LLM_BACKOFF_MS; configuration errors wait for a human, from 30 s up to 5 min. */
+  private backoffMs(turn: TurnMeta, err: LlmError): number {
+    if (err.kind === 'config') {
+      turn.configFailures = (turn.configFailures ?? 0) + 1;
+      return Math.min(CONFIG_RETRY_MS * 2 ** (turn.configFailures - 1), 5 * 60_000);
+    }
+    return this.config.env.LLM_BACKOFF_MS * 2 ** Math.max(turn.attempts - 1, 0);
+  }
+
+  /**
+   * The holding message, at most once per chat until a real reply goes out. The flag is written
+   * (fenced) before the send: a crash in between loses one holding message rather than doubling it.
+   * Returns false when the lease was lost.
+   */
+  private async sendHoldingOnce(ctx: TurnContext): Promise<boolean> {
+    if (ctx.state.holding) return true;
+    if (!(await this.store.saveChat(ctx.lease, ctx.lease.lane, { holding: true }))) return false;
+    ctx.state.holding = true;
+    try {
+      await this.bsp.sendText({ to: ctx.to, body: this.canned.text('holding', ctx.language) });
+      this.metrics.holdingMessages.inc();
+    } catch (err) {
+      this.logger.warn(
+        { chat: this.hasher.hash(ctx.lease.lane), err: (err as Error).message },
+        'holding message not sent',
+      );
+    }
+    return true;
+  }
+
+  private markRead(ctx: TurnContext): void {
+    if (!this.config.env.MARK_READ) return;
+    const last = ctx.items[ctx.items.length - 1]?.raw as { id?: string } | undefined;
+    if (last?.id) void this.bsp.markRead({ messageId: last.id, typing: true });
+  }
+}

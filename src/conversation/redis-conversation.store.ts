@@ -1,0 +1,164 @@
+import { Injectable } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { type IngestItem } from '../dedup/ingest-item';
+import { RedisConnections } from '../redis/redis-connections.service';
+import { RedisKeys } from '../redis/redis-keys';
+import { type RedisClient } from '../redis/redis-connections';
+import { ConversationStore, type TurnCommit } from './conversation.store';
+import { ACQUIRE, DEFER, FINISH, JOIN, RELEASE, RENEW, SAVE } from './conversation.scripts';
+import {
+  type ChatState,
+  type FinishResult,
+  type HistoryEntry,
+  type LaneSnapshot,
+  type Lease,
+  type TurnMeta,
+} from './turn.types';
+
+type Script = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
+type Scripted = RedisClient & Record<string, Script | undefined>;
+
+const SCRIPTS = {
+  tsAcquire: ACQUIRE,
+  tsRenew: RENEW,
+  tsJoin: JOIN,
+  tsSave: SAVE,
+  tsDefer: DEFER,
+  tsRelease: RELEASE,
+  tsFinish: FINISH,
+};
+const DAY_S = 86400;
+/** Lane hashes keep the fence counter; they outlive any plausible stalled worker. */
+const LANE_TTL_S = 30 * DAY_S;
+
+/** ConversationStore on Redis, over the worker connection (no command timeout: BullMQ's kind). */
+@Injectable()
+export class RedisConversationStore extends ConversationStore {
+  private readonly client: Scripted;
+
+  constructor(
+    connections: RedisConnections,
+    private readonly keys: RedisKeys,
+    private readonly config: AppConfig,
+  ) {
+    super();
+    this.client = connections.worker as Scripted;
+    for (const [name, lua] of Object.entries(SCRIPTS)) {
+      if (!this.client[name]) this.client.defineCommand(name, { lua });
+    }
+  }
+
+  private run(name: keyof typeof SCRIPTS, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return (this.client[name] as Script).call(this.client, keys.length, ...keys, ...args);
+  }
+
+  async acquire(lane: string): Promise<Lease | undefined> {
+    const fence = Number(
+      await this.run(
+        'tsAcquire',
+        [this.keys.lease(lane), this.keys.lane(lane)],
+        [this.config.env.TURN_LEASE_MS, LANE_TTL_S],
+      ),
+    );
+    return fence > 0 ? { lane, fence } : undefined;
+  }
+
+  async renew(lease: Lease): Promise<boolean> {
+    return (
+      (await this.run('tsRenew', [this.keys.lease(lease.lane)], [lease.fence, this.config.env.TURN_LEASE_MS])) === 1
+    );
+  }
+
+  async release(lease: Lease): Promise<void> {
+    await this.run('tsRelease', [this.keys.lease(lease.lane)], [lease.fence]);
+  }
+
+  async notBefore(lane: string): Promise<number | undefined> {
+    const nb = await this.client.hget(this.keys.lane(lane), 'nb');
+    return nb ? Number(nb) : undefined;
+  }
+
+  async join(lease: Lease): Promise<LaneSnapshot | undefined> {
+    const { lane, fence } = lease;
+    const keys = [this.keys.lease(lane), this.keys.lane(lane), this.keys.inbox(lane), this.keys.turnItems(lane)];
+    const reply = (await this.run('tsJoin', keys, [fence])) as string[] | null;
+    if (!reply) return undefined;
+    const [meta, ...items] = reply;
+    return {
+      turn: meta ? (JSON.parse(meta) as TurnMeta) : undefined,
+      items: items.map((raw) => JSON.parse(raw) as IngestItem),
+    };
+  }
+
+  async saveTurn(lease: Lease, turn: TurnMeta, lock = false): Promise<boolean> {
+    const fields: string[] = ['turn', JSON.stringify(turn)];
+    if (lock) fields.push('locked', '1');
+    const keys = [this.keys.lease(lease.lane), this.keys.lane(lease.lane)];
+    return (await this.run('tsSave', keys, [lease.fence, ...fields])) === 1;
+  }
+
+  async saveChat(lease: Lease, chat: string, state: Partial<ChatState>): Promise<boolean> {
+    const fields = stateFields(state);
+    if (fields.length === 0) return true;
+    const keys = [this.keys.lease(lease.lane), this.keys.chat(chat)];
+    return (await this.run('tsSave', keys, [lease.fence, ...fields])) === 1;
+  }
+
+  async defer(lease: Lease, notBefore: number, turn?: TurnMeta, keepItems?: readonly string[]): Promise<boolean> {
+    const { lane, fence } = lease;
+    const keys = [this.keys.lease(lane), this.keys.lane(lane), this.keys.turnItems(lane)];
+    const args: (string | number)[] = [fence, Math.ceil(notBefore), keepItems ? keepItems.length : -1];
+    if (keepItems) args.push(...keepItems);
+    if (turn) args.push('turn', JSON.stringify(turn));
+    return (await this.run('tsDefer', keys, args)) === 1;
+  }
+
+  async finish(lease: Lease, chat: string | undefined, commit?: TurnCommit): Promise<FinishResult> {
+    const { lane, fence } = lease;
+    const chatKey = chat ?? lane;
+    const keys = [
+      this.keys.lease(lane),
+      this.keys.lane(lane),
+      this.keys.inbox(lane),
+      this.keys.turnItems(lane),
+      this.keys.pending,
+      this.keys.history(chatKey),
+      this.keys.chat(chatKey),
+    ];
+    const { HISTORY_MAX_MESSAGES, CONVERSATION_TTL_SECONDS } = this.config.env;
+    const history = (commit?.history ?? []).map((entry) => JSON.stringify(entry));
+    // The window needs the last inbound time for at least 24 h, whatever the history retention.
+    const stateTtl = Math.max(CONVERSATION_TTL_SECONDS, DAY_S + 3600);
+    const args: (string | number)[] = [fence, lane, HISTORY_MAX_MESSAGES, CONVERSATION_TTL_SECONDS, stateTtl];
+    args.push(history.length, ...history, ...stateFields(commit?.state ?? {}));
+    const result = Number(await this.run('tsFinish', keys, args));
+    return result === 0 ? 'lost' : result === 2 ? 'more' : 'idle';
+  }
+
+  async readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[] }> {
+    const [fields, entries] = await Promise.all([
+      this.client.hgetall(this.keys.chat(chat)),
+      this.client.lrange(this.keys.history(chat), 0, -1),
+    ]);
+    return { state: parseState(fields), history: entries.map((raw) => JSON.parse(raw) as HistoryEntry) };
+  }
+}
+
+function stateFields(state: Partial<ChatState>): string[] {
+  const fields: string[] = [];
+  for (const [key, value] of Object.entries(state)) {
+    if (value === undefined) continue;
+    fields.push(key, typeof value === 'boolean' ? (value ? '1' : '0') : String(value));
+  }
+  return fields;
+}
+
+function parseState(fields: Record<string, string>): ChatState {
+  const state: ChatState = {};
+  if (fields.lastInboundTs) state.lastInboundTs = Number(fields.lastInboundTs);
+  if (fields.language === 'ar' || fields.language === 'en') state.language = fields.language;
+  if (fields.holding) state.holding = fields.holding === '1';
+  if (fields.windowClosed) state.windowClosed = fields.windowClosed === '1';
+  if (fields.name) state.name = fields.name;
+  return state;
+}

@@ -1,0 +1,142 @@
+import { Injectable } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { BspClient } from '../bsp/bsp.client';
+import { BspSendError } from '../bsp/bsp-send.error';
+import { MetricsService } from '../metrics/metrics.service';
+import { RedisConnections } from '../redis/redis-connections.service';
+import { RedisKeys } from '../redis/redis-keys';
+import { ConversationStore } from './conversation.store';
+import { type Lease, type TurnMeta } from './turn.types';
+
+/** Outbound records and part acks outlive late statuses (SPEC §5: at least 30 days). */
+const RECORD_TTL_S = 35 * 86400;
+/** A BSP outage of up to an hour is waited out; longer ones dead-letter (SPEC §4.3). */
+export const SEND_GIVE_UP_MS = 60 * 60 * 1000;
+
+export type SendStep =
+  { kind: 'done' } | { kind: 'lost' } | { kind: 'defer'; at: number } | { kind: 'failed'; error: BspSendError };
+
+/** Part keys go out as biz_opaque_callback_data and come back in statuses; no `:` (job-id safe). */
+export const partKey = (turnId: string, index: number): string => `t.${turnId}.${index}`;
+export const isPartKey = (value: unknown): value is string =>
+  typeof value === 'string' && /^t\.[\w-]+\.\d+$/.test(value);
+
+const jitter = (ms: number): number => Math.round(ms * (0.8 + Math.random() * 0.4));
+
+/**
+ * Sends the stored reply part by part without ever sending a confirmed part twice (SPEC §4.9):
+ * - the reply is stored (locked into the turn) before the first send;
+ * - before each send the part is marked `sending` under the fencing token, so a worker that lost
+ *   its lease sends nothing, and a crash leaves a visible "outcome unknown";
+ * - an unknown outcome is settled by a status carrying the part key; only when none arrives within
+ *   SEND_UNKNOWN_WAIT_MS is the part resent, and that possible duplicate is counted.
+ */
+@Injectable()
+export class ReplySender {
+  constructor(
+    private readonly bsp: BspClient,
+    private readonly store: ConversationStore,
+    private readonly connections: RedisConnections,
+    private readonly keys: RedisKeys,
+    private readonly metrics: MetricsService,
+    private readonly config: AppConfig,
+  ) {}
+
+  async sendParts(lease: Lease, turn: TurnMeta, to: string): Promise<SendStep> {
+    const reply = turn.reply;
+    if (!reply) return { kind: 'done' };
+    for (let i = 0; i < reply.parts.length; i++) {
+      if (reply.sent[i]) continue;
+      const key = partKey(turn.id, i);
+      const started = reply.sending[i];
+      if (started) {
+        const acked = await this.connections.worker.get(this.keys.partAck(key));
+        if (acked) {
+          reply.sent[i] = acked;
+          reply.sending[i] = null;
+          if (!(await this.store.saveTurn(lease, turn, true))) return { kind: 'lost' };
+          continue;
+        }
+        const settleBy = started + this.config.env.SEND_UNKNOWN_WAIT_MS;
+        if (Date.now() < settleBy) return { kind: 'defer', at: settleBy };
+        this.metrics.possibleDuplicateSends.inc();
+      }
+      reply.sending[i] = Date.now();
+      // The fenced write right before the send: a stale worker stops here.
+      if (!(await this.store.saveTurn(lease, turn, true))) return { kind: 'lost' };
+      const step = await this.sendOne(lease, turn, i, key, to);
+      if (step) return step;
+    }
+    return { kind: 'done' };
+  }
+
+  /** Sends part i; undefined when it went out, else what the turn does next. */
+  private async sendOne(
+    lease: Lease,
+    turn: TurnMeta,
+    i: number,
+    key: string,
+    to: string,
+  ): Promise<SendStep | undefined> {
+    const reply = turn.reply!;
+    try {
+      const { wamid } = await this.bsp.sendText({ to, body: reply.parts[i], callbackData: key });
+      reply.sent[i] = wamid;
+      reply.sending[i] = null;
+      turn.sendFailures = 0;
+      turn.pairRateFailures = 0;
+      this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'ok' });
+      await this.recordOutbound(wamid, lease.lane, turn.id, key);
+      // Even if this write finds the lease lost, the part is acked: the next holder will not resend.
+      return (await this.store.saveTurn(lease, turn, true)) ? undefined : { kind: 'lost' };
+    } catch (err) {
+      if (!(err instanceof BspSendError)) throw err;
+      if (err.outcome === 'not_sent') reply.sending[i] = null;
+      return this.onSendError(turn, err);
+    }
+  }
+
+  private onSendError(turn: TurnMeta, err: BspSendError): SendStep {
+    const now = Date.now();
+    const expired = now - turn.startedAt > SEND_GIVE_UP_MS;
+    switch (err.kind) {
+      case 'retry':
+      case 'config': {
+        if (expired || (err.retryLimit !== undefined && turn.sendFailures >= err.retryLimit)) {
+          this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'failed' });
+          return { kind: 'failed', error: err };
+        }
+        turn.sendFailures++;
+        this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'retried' });
+        // Configuration errors need a human: retry slowly until fixed (the alert gauge is raised).
+        const base = err.kind === 'config' ? 30_000 : 1000;
+        return { kind: 'defer', at: now + jitter(Math.min(base * 2 ** (turn.sendFailures - 1), 5 * 60_000)) };
+      }
+      case 'pair_rate':
+        // 131056: only this recipient waits, 4^n seconds (n = consecutive failures, from 0).
+        this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'retried' });
+        return { kind: 'defer', at: now + 1000 * 4 ** Math.min(turn.pairRateFailures++, 5) };
+      case 'window_closed':
+      case 'permanent':
+        this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'failed' });
+        return { kind: 'failed', error: err };
+    }
+  }
+
+  /** Idempotent: the ack lets a later holder skip the part; the record lets late statuses find it. */
+  async recordOutbound(wamid: string, lane: string, turnId: string, key: string): Promise<void> {
+    await this.connections.worker
+      .multi()
+      .set(this.keys.partAck(key), wamid, 'EX', RECORD_TTL_S)
+      .hset(this.keys.outbound(wamid), {
+        lane,
+        turn: turnId,
+        part: key,
+        mode: 'free_form',
+        category: 'service',
+        sentAt: Date.now(),
+      })
+      .expire(this.keys.outbound(wamid), RECORD_TTL_S)
+      .exec();
+  }
+}

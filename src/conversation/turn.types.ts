@@ -1,0 +1,63 @@
+import { type IngestItem } from '../dedup/ingest-item';
+
+/** The fencing token of a held lane lease: every write and send of the turn carries it. */
+export interface Lease {
+  lane: string;
+  fence: number;
+}
+
+/** One entry of a chat's history, as kept in Redis and shown by /v1/conversations. */
+export interface HistoryEntry {
+  role: 'user' | 'assistant' | 'agent';
+  text: string;
+  /** ms since epoch */
+  at: number;
+  /** Inbound message ids (user) or the turn id (assistant). */
+  ids?: string[];
+}
+
+/** The reply of the turn in flight, stored before anything is sent (SPEC §4.9). */
+export interface StoredReply {
+  kind: 'llm' | 'canned';
+  text: string;
+  parts: string[];
+  /** wamid per part once Meta confirmed it. */
+  sent: (string | null)[];
+  /** When a part's send started and its outcome is not known yet (ms), per part. */
+  sending: (number | null)[];
+}
+
+/** The turn in flight: everything a worker that takes the lane over needs to continue it. */
+export interface TurnMeta {
+  id: string;
+  startedAt: number;
+  /** Counted LLM attempts (SPEC §4.7). */
+  attempts: number;
+  /** LLM configuration failures (401/404): not attempts, but they slow the retries down. */
+  configFailures?: number;
+  /** Context-too-long retry used. */
+  trimmed?: boolean;
+  /** Send failures of the current part, for backoff. */
+  sendFailures: number;
+  /** 131056 failures, for the 4^n pair-rate delay. */
+  pairRateFailures: number;
+  reply?: StoredReply;
+}
+
+export interface ChatState {
+  /** Seconds since epoch of the newest inbound message: the 24-hour window runs from it. */
+  lastInboundTs?: number;
+  language?: 'ar' | 'en';
+  /** A holding message went out and no real reply since (SPEC §4.7: at most once). */
+  holding?: boolean;
+  /** The window was closed when a turn came due (SPEC §4.12; the re-engagement path comes later). */
+  windowClosed?: boolean;
+  name?: string;
+}
+
+export interface LaneSnapshot {
+  turn?: TurnMeta;
+  items: IngestItem[];
+}
+
+export type FinishResult = 'lost' | 'idle' | 'more';

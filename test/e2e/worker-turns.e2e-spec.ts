@@ -1,0 +1,145 @@
+import { BotCluster } from '../utils/bot-cluster';
+import { envelope, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';
+
+/**
+ * The heart of the product (SPEC §4.3–9) with one receiver and three worker processes sharing
+ * one Redis: exact counts are asserted only once the whole bot is quiet.
+ */
+describe('worker turns with three worker processes', () => {
+  let bot: BotCluster;
+
+  beforeAll(async () => {
+    bot = await BotCluster.start({ workers: 3 });
+  }, 120_000);
+
+  afterAll(async () => {
+    await bot?.close();
+  });
+
+  beforeEach(() => {
+    bot.llm.reset();
+    bot.graph.reset();
+  });
+
+  it('one message gets one reply, from the LLM, to the sender', async () => {
+    const from = '971500000101';
+    expect((await bot.post(textPayload({ from, text: 'hello there' }))).status).toBe(200);
+    await bot.graph.waitForSends(1, 20_000);
+    await bot.waitQuiet();
+    expect(bot.sentTexts(from)).toEqual(['Echo: hello there']);
+    expect(bot.llm.requests).toHaveLength(1);
+  });
+
+  it('duplicates of a message, concurrent and late, make one LLM call and one reply', async () => {
+    const from = '971500000102';
+    const payload = textPayload({ from, text: 'only once' });
+    const answers = await Promise.all(Array.from({ length: 8 }, () => bot.post(payload)));
+    expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
+    await bot.graph.waitForSends(1, 20_000);
+    await bot.waitQuiet();
+    expect((await bot.post(payload)).status).toBe(200);
+    await bot.waitQuiet();
+    expect(bot.llm.requests).toHaveLength(1);
+    expect(bot.sentTexts(from)).toEqual(['Echo: only once']);
+  });
+
+  it('a batch for several users answers each of them once', async () => {
+    const senders = ['971500000111', '971500000112', '971500000113', '971500000114'];
+    const messages = senders.map((from) => textMessage({ from, text: `hi from ${from}` }));
+    const contacts = senders.map((from) => ({ profile: { name: 'P' }, wa_id: from }));
+    expect((await bot.post(envelope({ contacts, messages }))).status).toBe(200);
+    await bot.graph.waitForSends(senders.length, 20_000);
+    await bot.waitQuiet();
+    for (const from of senders) expect(bot.sentTexts(from)).toEqual([`Echo: hi from ${from}`]);
+  });
+
+  it('the next turn sees the history, in order, as user/assistant messages', async () => {
+    const from = '971500000103';
+    await bot.post(textPayload({ from, text: 'first question' }));
+    await bot.graph.waitForSends(1, 20_000);
+    await bot.waitQuiet();
+    await bot.post(textPayload({ from, text: 'second question' }));
+    await bot.graph.waitForSends(2, 20_000);
+    await bot.waitQuiet();
+    const second = bot.llm.requests[1].body.messages;
+    expect(second[0].role).toBe('system');
+    expect(second.slice(1)).toEqual([
+      { role: 'user', content: 'first question' },
+      { role: 'assistant', content: 'Echo: first question' },
+      { role: 'user', content: 'second question' },
+    ]);
+  });
+
+  it('with a slow LLM, back-to-back messages of one chat never overlap and keep their order', async () => {
+    const from = '971500000104';
+    bot.llm.latencyMs = 400;
+    const texts = ['m1', 'm2', 'm3', 'm4', 'm5'];
+    for (const text of texts) {
+      expect((await bot.post(textPayload({ from, text }))).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 120));
+    }
+    await bot.waitQuiet(40_000);
+    // One chat: never two inferences at once, and every message reached the LLM once, in order.
+    expect(bot.llm.maxInFlight).toBe(1);
+    const turns = bot.llm.requests.map((r) => r.body.messages[r.body.messages.length - 1].content);
+    expect(turns.join('\n').split('\n')).toEqual(texts);
+    expect(bot.sentTexts(from)).toHaveLength(bot.llm.requests.length);
+  });
+
+  it('many chats are answered concurrently, in about one LLM latency', async () => {
+    bot.llm.latencyMs = 1500;
+    const senders = Array.from({ length: 30 }, (_, i) => `9715009002${String(i).padStart(2, '0')}`);
+    const started = Date.now();
+    await Promise.all(senders.map((from) => bot.post(textPayload({ from, text: 'busy day' }))));
+    await bot.graph.waitForSends(senders.length, 30_000);
+    const elapsed = Date.now() - started;
+    await bot.waitQuiet();
+    expect(bot.llm.maxInFlight).toBeGreaterThan(10);
+    // Sequential handling would take 30 × 1.5 s; concurrent handling about one latency.
+    expect(elapsed).toBeLessThan(10 * 1500);
+  });
+
+  it('Arabic goes through unchanged, and a 9,000-character reply is split in order', async () => {
+    const from = '971500000105';
+    const long = Array.from({ length: 90 }, (_, i) => `Sentence ${i} ${'x'.repeat(88)}.`).join(' ');
+    bot.llm.reply = (body) =>
+      body.messages[body.messages.length - 1].content.startsWith('مرحبا') ? 'أهلاً وسهلاً' : long;
+    await bot.post(textPayload({ from, text: 'مرحبا، هل يمكنني حجز موعد؟' }));
+    await bot.graph.waitForSends(1, 20_000);
+    await bot.waitQuiet();
+    expect(bot.llm.requests[0].body.messages.at(-1)!.content).toBe('مرحبا، هل يمكنني حجز موعد؟');
+    expect(bot.sentTexts(from)).toEqual(['أهلاً وسهلاً']);
+    bot.graph.reset();
+    await bot.post(textPayload({ from, text: 'tell me everything' }));
+    await bot.graph.waitForSends(3, 20_000);
+    await bot.waitQuiet();
+    const parts = bot.sentTexts(from);
+    expect(parts.length).toBeGreaterThanOrEqual(3);
+    for (const part of parts) expect(part.length).toBeLessThanOrEqual(4096);
+    expect(parts.join(' ').replace(/\s+/g, ' ')).toBe(long.replace(/\s+/g, ' '));
+  });
+
+  it('statuses are deduplicated and settle the outbound record', async () => {
+    const from = '971500000106';
+    await bot.post(textPayload({ from, text: 'status please' }));
+    const [send] = await bot.graph.waitForSends(1, 20_000);
+    await bot.waitQuiet();
+    const status = envelope({
+      statuses: [
+        {
+          id: send.wamid,
+          status: 'delivered',
+          timestamp: nowSeconds(),
+          recipient_id: from,
+          biz_opaque_callback_data: send.body.biz_opaque_callback_data,
+        },
+      ],
+    });
+    await bot.post(status);
+    await bot.post(status);
+    await bot.waitQuiet();
+    const record = await bot.redis.hgetall(`${bot.receiver.config.redisKeyRoot}:out:${send.wamid}`);
+    expect(record.status).toBe('delivered');
+    expect(record.lane).toBe(`c.100000000000001.${from}`);
+  });
+});

@@ -1,0 +1,143 @@
+import { Queue } from 'bullmq';
+import { type Redis } from 'ioredis';
+import { FakeGraphServer } from '../fakes/fake-graph.server';
+import { FakeLlmServer } from '../fakes/fake-llm.server';
+import { TurnJob } from '../../src/queue/queue.constants';
+import { killSpawnedApps, spawnApp, waitUntil, type SpawnedApp } from './spawn-app';
+import { startTestApp, type TestApp } from './test-app';
+import { uniquePrefix } from './test-env';
+
+export interface BotClusterOptions {
+  /** Worker processes (spawned, real processes). 0 runs the receiver with role `all` instead. */
+  workers?: number;
+  /** Environment for every process (receiver and workers). */
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * The whole bot as in production, on loopback: a fake LLM (vLLM API) and a fake Graph API, the
+ * receiver in this process (fast posting), and N worker processes spawned from src/main.ts, all
+ * on one REDIS_PREFIX of their own.
+ */
+export class BotCluster {
+  readonly workers: SpawnedApp[] = [];
+  private queue?: Queue;
+
+  private constructor(
+    readonly llm: FakeLlmServer,
+    readonly graph: FakeGraphServer,
+    readonly receiver: TestApp,
+    readonly env: Record<string, string | undefined>,
+  ) {}
+
+  static async start(options: BotClusterOptions = {}): Promise<BotCluster> {
+    const llm = await FakeLlmServer.start();
+    const graph = await FakeGraphServer.start();
+    const workers = options.workers ?? 3;
+    const env: Record<string, string | undefined> = {
+      REDIS_PREFIX: uniquePrefix(),
+      META_GRAPH_URL: graph.url,
+      LLM_PROVIDER: 'openai',
+      LLM_BASE_URL: llm.url,
+      TURN_DEBOUNCE_MS: '0',
+      LLM_BACKOFF_MS: '200',
+      TURN_LEASE_MS: '3000',
+      SEND_UNKNOWN_WAIT_MS: '3000',
+      MARK_READ: 'false',
+      ...options.env,
+    };
+    const receiver = await startTestApp({ ...env, APP_ROLE: workers > 0 ? 'receiver' : 'all' });
+    const cluster = new BotCluster(llm, graph, receiver, env);
+    await Promise.all(Array.from({ length: workers }, () => cluster.addWorker()));
+    return cluster;
+  }
+
+  async addWorker(extraEnv: Record<string, string | undefined> = {}): Promise<SpawnedApp> {
+    const worker = await spawnApp({ env: { ...this.env, ...extraEnv, APP_ROLE: 'worker' } });
+    await worker.waitForLive();
+    this.workers.push(worker);
+    return worker;
+  }
+
+  get redis(): Redis {
+    return this.receiver.redis;
+  }
+
+  get turnsQueue(): Queue {
+    this.queue ??= new Queue('turns', {
+      connection: this.receiver.redis.duplicate(),
+      prefix: this.receiver.config.redisKeyRoot,
+    });
+    return this.queue;
+  }
+
+  post(payload: Record<string, unknown> | string): Promise<Response> {
+    return this.receiver.postSigned(payload);
+  }
+
+  /** Texts the fake Graph accepted, in order, optionally for one recipient. */
+  sentTexts(to?: string): string[] {
+    return this.graph
+      .sends()
+      .filter((r) => r.wamid && r.body?.type === 'text' && (to === undefined || r.body.to === to))
+      .map((r) => r.body.text.body as string);
+  }
+
+  /**
+   * Everything is quiet: no wake-up waiting, active or delayed (the sweeper's schedule aside), no
+   * inbox, no turn in flight, no lease, nothing pending — twice in a row, to not catch a handover.
+   */
+  async waitQuiet(timeoutMs = 30_000): Promise<void> {
+    let quietChecks = 0;
+    await waitUntil(
+      'the bot to be quiet',
+      async () => {
+        quietChecks = (await this.isQuiet()) ? quietChecks + 1 : 0;
+        return quietChecks >= 2;
+      },
+      timeoutMs,
+    );
+  }
+
+  async isQuiet(): Promise<boolean> {
+    const root = this.receiver.config.redisKeyRoot;
+    const jobs = await this.turnsQueue.getJobs(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+    if (jobs.some((job) => job && job.name !== String(TurnJob.Sweep))) return false;
+    if ((await this.redis.zcard(`${root}:pending`)) > 0) return false;
+    for (const pattern of [`${root}:inbox:*`, `${root}:lease:*`, `${root}:turn:*`]) {
+      if (await this.anyKey(pattern)) return false;
+    }
+    return true;
+  }
+
+  private async anyKey(pattern: string): Promise<boolean> {
+    const escaped = pattern.replace(/[{}]/g, (c) => `\\${c}`);
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', escaped, 'COUNT', 5000);
+      if (keys.length > 0) return true;
+      cursor = next;
+    } while (cursor !== '0');
+    return false;
+  }
+
+  async metric(name: string, labels = ''): Promise<number> {
+    let total = 0;
+    for (const worker of this.workers) {
+      const text = await (await fetch(`${worker.url}/metrics`)).text();
+      for (const line of text.split('\n')) {
+        if (line.startsWith(`${name}${labels ? `{${labels}}` : ''} `) || (!labels && line.startsWith(`${name}{`))) {
+          total += Number(line.split(' ').pop());
+        }
+      }
+    }
+    return total;
+  }
+
+  async close(): Promise<void> {
+    await killSpawnedApps();
+    await this.queue?.close();
+    await this.receiver.close();
+    await Promise.all([this.llm.close(), this.graph.close()]);
+  }
+}
