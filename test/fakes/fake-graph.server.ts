@@ -113,6 +113,11 @@ export class FakeGraphServer {
     });
   }
 
+  /** Calls `listener` for every request as it arrives (benchmarks time sends with it). */
+  onRequest(listener: (request: RecordedRequest) => void): void {
+    this.events.on('request', () => listener(this.requests[this.requests.length - 1]));
+  }
+
   /** Forgets recorded requests and queued behaviours. */
   reset(): void {
     this.requests.length = 0;

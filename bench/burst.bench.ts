@@ -1,0 +1,198 @@
+/**
+ * `npm run bench:burst` — the worker under a burst (issue "The worker", Measure it).
+ *
+ * 1. N chats × 1 message with a fake LLM of latency L, one worker process with
+ *    WORKER_CONCURRENCY >= N and TURN_DEBOUNCE_MS=0: time from the first webhook to the last reply,
+ *    next to the ideal (L) and to the seed's synchronous failure mode (N × L).
+ * 2. The pipeline's own overhead with an instant LLM: webhook-to-send p50/p99.
+ *
+ * Runs the built app (dist/main.js) as a receiver process and a worker process against the Redis
+ * at REDIS_URL (default 127.0.0.1:6379) under a prefix of its own, deleted afterwards.
+ * Knobs: BURST_CHATS (200), BURST_LATENCY_MS (3000), OVERHEAD_MESSAGES (400), OVERHEAD_RATE (100/s).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { FakeGraphServer } from '../test/fakes/fake-graph.server';
+import { FakeLlmServer } from '../test/fakes/fake-llm.server';
+
+const SECRET = 'bench_app_secret';
+const PHONE_NUMBER_ID = '100000000000001';
+const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback) || fallback;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function startApp(
+  role: string,
+  env: Record<string, string>,
+): { child: ChildProcess; url: string; ready: Promise<void> } {
+  const child = spawn(process.execPath, [join(__dirname, '..', 'dist', 'main.js'), `--role=${role}`], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${env.PORT}`;
+  const ready = (async () => {
+    for (let i = 0; i < 300; i++) {
+      try {
+        if ((await fetch(`${url}/health/ready`)).status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${role} did not become ready`);
+  })();
+  return { child, url, ready };
+}
+
+function signedBody(from: string, text: string): { body: string; signature: string } {
+  const body = JSON.stringify({
+    object: 'whatsapp_business_account',
+    entry: [
+      {
+        id: '1',
+        changes: [
+          {
+            field: 'messages',
+            value: {
+              messaging_product: 'whatsapp',
+              metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
+              contacts: [{ profile: { name: 'Bench' }, wa_id: from }],
+              messages: [
+                {
+                  from,
+                  id: `wamid.B${randomBytes(8).toString('hex')}`,
+                  timestamp: String(Math.floor(Date.now() / 1000)),
+                  type: 'text',
+                  text: { body: text },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  });
+  return { body, signature: `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}` };
+}
+
+async function post(url: string, from: string, text: string): Promise<number> {
+  const { body, signature } = signedBody(from, text);
+  const res = await fetch(`${url}/webhook`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature },
+    body,
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+const percentile = (sorted: number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+async function main(): Promise<void> {
+  const chats = num('BURST_CHATS', 200);
+  const latency = num('BURST_LATENCY_MS', 3000);
+  const overheadMessages = num('OVERHEAD_MESSAGES', 400);
+  const overheadRate = num('OVERHEAD_RATE', 100);
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const prefix = `bench_burst_${process.pid}`;
+  const llm = await FakeLlmServer.start();
+  const graph = await FakeGraphServer.start({ accessToken: 'bench-token' });
+  const sentAt = new Map<string, number>();
+  graph.onRequest((r) => {
+    if (r.type === 'send' && r.body?.to) sentAt.set(r.body.to as string, Date.now());
+  });
+  const env = {
+    NODE_ENV: 'test',
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    BSP_PROVIDER: 'meta',
+    WHATSAPP_APP_SECRET: SECRET,
+    WHATSAPP_VERIFY_TOKEN: 'bench',
+    WHATSAPP_PHONE_NUMBER_ID: PHONE_NUMBER_ID,
+    META_ACCESS_TOKEN: 'bench-token',
+    META_GRAPH_URL: graph.url,
+    LLM_PROVIDER: 'openai',
+    LLM_BASE_URL: llm.url,
+    LLM_MAX_CONCURRENCY: String(Math.max(chats, 32)),
+    WORKER_CONCURRENCY: String(Math.min(Math.max(chats, 50), 1000)),
+    TURN_DEBOUNCE_MS: '0',
+    MARK_READ: 'false',
+    LOG_LEVEL: 'warn',
+    SHUTDOWN_DRAIN_MS: '0',
+  };
+  const receiver = startApp('receiver', { ...env, PORT: String(await freePort()) });
+  const worker = startApp('worker', { ...env, PORT: String(await freePort()) });
+  try {
+    await Promise.all([receiver.ready, worker.ready]);
+
+    // 1. The burst.
+    llm.latencyMs = latency;
+    const senders = Array.from({ length: chats }, (_, i) => `97150${String(1000000 + i)}`);
+    const t0 = Date.now();
+    await Promise.all(senders.map((from) => post(receiver.url, from, 'Hello, I would like an appointment')));
+    const acked = Date.now() - t0;
+    await graph.waitForSends(chats, 10 * 60_000);
+    const burst = Math.max(...senders.map((s) => sentAt.get(s) ?? Infinity)) - t0;
+
+    // 2. Overhead with an instant LLM, paced so the worker is not saturated.
+    llm.latencyMs = 0;
+    graph.reset();
+    sentAt.clear();
+    const postedAt = new Map<string, number>();
+    const gap = 1000 / overheadRate;
+    const posts: Promise<number>[] = [];
+    for (let i = 0; i < overheadMessages; i++) {
+      const from = `97152${String(1000000 + i)}`;
+      postedAt.set(from, Date.now());
+      posts.push(post(receiver.url, from, 'ping'));
+      await new Promise((r) => setTimeout(r, gap));
+    }
+    await Promise.all(posts);
+    await graph.waitForSends(overheadMessages, 120_000);
+    const delays = [...postedAt].map(([from, at]) => (sentAt.get(from) ?? Infinity) - at).sort((a, b) => a - b);
+
+    const line = (label: string, value: string): void => console.log(`${label.padEnd(46)} ${value}`);
+    console.log(`\nbench:burst — ${chats} chats x 1 message, LLM latency ${latency} ms, one worker process`);
+    line('all webhooks acknowledged after', `${acked} ms`);
+    line('first webhook -> last reply', `${burst} ms`);
+    line('ideal (one LLM latency)', `${latency} ms  (ours: ${(burst / latency).toFixed(2)} x ideal)`);
+    line(
+      'seed synchronous mode (N x L)',
+      `${chats * latency} ms  (ours is ${((chats * latency) / burst).toFixed(0)}x faster)`,
+    );
+    line('LLM calls in flight at most', String(llm.maxInFlight));
+    console.log(`\npipeline overhead, instant LLM: ${overheadMessages} messages at ${overheadRate}/s, webhook -> send`);
+    line('p50', `${percentile(delays, 50)} ms`);
+    line('p99', `${percentile(delays, 99)} ms`);
+    line('max', `${delays[delays.length - 1]} ms`);
+  } finally {
+    receiver.child.kill('SIGTERM');
+    worker.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 1500));
+    const redis = new Redis(redisUrl);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `\\{${prefix}\\}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+    redis.disconnect();
+    await Promise.all([llm.close(), graph.close()]);
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(err);
+  process.exit(1);
+});
