@@ -4,6 +4,7 @@ import { type Logger } from 'pino';
 import { splitMessage } from '../bsp/split-message';
 import { AppConfig } from '../config/app-config';
 import { type IngestItem } from '../dedup/ingest-item';
+import { chatLane } from '../queue/queue.constants';
 import { CannedMessages, type CannedKey } from '../llm/canned-messages';
 import { type Language, pickLanguage } from '../llm/language';
 import { AppLogger } from '../logging/app-logger';
@@ -174,6 +175,7 @@ export class ChatTurnService {
     const state: Partial<ChatState> = { language: ctx.language, ...extraState };
     if (ctx.plan.lastTimestamp > (ctx.state.lastInboundTs ?? 0)) state.lastInboundTs = ctx.plan.lastTimestamp;
     const result = await this.store.finish(ctx.lease, ctx.lease.lane, { history, state });
+    if (result !== 'lost' && ctx.plan.numberChange) await this.moveChat(ctx, ctx.plan.numberChange);
     if (result !== 'lost') {
       this.metrics.turns.inc({ outcome });
       this.logger.info(
@@ -187,6 +189,25 @@ export class ChatTurnService {
   private replyOf(kind: StoredReply['kind'], text: string): StoredReply {
     const parts = splitMessage(text);
     return { kind, text, parts, sent: parts.map(() => null), sending: parts.map(() => null) };
+  }
+
+  /**
+   * SPEC §4.12: user_changed_number moves the chat's state to the new number. The lease was just
+   * released by FINISH, so the move runs under a fresh lease of the old lane.
+   */
+  private async moveChat(ctx: TurnContext, newWaId: string): Promise<void> {
+    const to = chatLane(ctx.lease.lane.split('.')[1], newWaId);
+    const lease = await this.store.acquire(ctx.lease.lane);
+    if (!lease) return;
+    try {
+      const moved = await this.store.moveChat(lease, ctx.lease.lane, to);
+      this.logger.info(
+        { chat: this.hasher.hash(ctx.lease.lane), to: this.hasher.hash(to), moved },
+        'patient changed number',
+      );
+    } finally {
+      await this.store.release(lease);
+    }
   }
 
   /**

@@ -105,3 +105,16 @@ end
 redis.call('ZREM', KEYS[5], ARGV[2])
 return 1
 `;
+
+/**
+ * KEYS: lease, old history, old state, new history, new state. ARGV: fence.
+ * The patient changed number (system user_changed_number): the chat's history and state move to
+ * the new number's chat, unless that chat already has its own. Returns 1 moved, 0 not.
+ */
+export const MOVE_CHAT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[5]) end
+return 1
+`;

@@ -40,5 +40,7 @@ export abstract class ConversationStore {
   abstract defer(lease: Lease, notBefore: number, turn?: TurnMeta, keepItems?: readonly string[]): Promise<boolean>;
   /** Commits the turn: history, chat state, and the lane idles or reports more waiting. */
   abstract finish(lease: Lease, chat: string | undefined, commit?: TurnCommit): Promise<FinishResult>;
+  /** Moves a chat's history and state to another chat id (number change); false when not moved. */
+  abstract moveChat(lease: Lease, from: string, to: string): Promise<boolean>;
   abstract readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[] }>;
 }

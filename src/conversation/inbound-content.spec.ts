@@ -131,3 +131,11 @@ describe('planTurn', () => {
     expect(planTurn([{ kind: 'resend', id: 'u', timestamp: 1 }]).onlyResend).toBe(true);
   });
 });
+
+describe('number change', () => {
+  it('carries the new wa_id into the plan', () => {
+    const plan = planTurn([interpretMessage(peer('system.json', 'phone_number_change'))]);
+    expect(plan.numberChange).toBe('972912345678');
+    expect(plan.texts).toEqual([]);
+  });
+});

@@ -5,7 +5,7 @@ import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-connections';
 import { ConversationStore, type TurnCommit } from './conversation.store';
-import { ACQUIRE, DEFER, FINISH, JOIN, RELEASE, RENEW, SAVE } from './conversation.scripts';
+import { ACQUIRE, DEFER, FINISH, JOIN, MOVE_CHAT, RELEASE, RENEW, SAVE } from './conversation.scripts';
 import {
   type ChatState,
   type FinishResult,
@@ -26,6 +26,7 @@ const SCRIPTS = {
   tsDefer: DEFER,
   tsRelease: RELEASE,
   tsFinish: FINISH,
+  tsMoveChat: MOVE_CHAT,
 };
 const DAY_S = 86400;
 /** Lane hashes keep the fence counter; they outlive any plausible stalled worker. */
@@ -133,6 +134,17 @@ export class RedisConversationStore extends ConversationStore {
     args.push(history.length, ...history, ...stateFields(commit?.state ?? {}));
     const result = Number(await this.run('tsFinish', keys, args));
     return result === 0 ? 'lost' : result === 2 ? 'more' : 'idle';
+  }
+
+  async moveChat(lease: Lease, from: string, to: string): Promise<boolean> {
+    const keys = [
+      this.keys.lease(lease.lane),
+      this.keys.history(from),
+      this.keys.chat(from),
+      this.keys.history(to),
+      this.keys.chat(to),
+    ];
+    return (await this.run('tsMoveChat', keys, [lease.fence])) === 1;
   }
 
   async readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[] }> {

@@ -142,4 +142,31 @@ describe('worker turns with three worker processes', () => {
     expect(record.status).toBe('delivered');
     expect(record.lane).toBe(`c.100000000000001.${from}`);
   });
+
+  it('a number change moves the chat history to the new number', async () => {
+    const from = '971500000107';
+    const to = '971500000108';
+    await bot.post(textPayload({ from, text: 'remember me' }));
+    await bot.graph.waitForSends(1, 20_000);
+    await bot.waitQuiet();
+    const change = {
+      from,
+      id: `wamid.NC${Date.now()}`,
+      timestamp: nowSeconds(),
+      type: 'system',
+      system: { body: `User changed from ${from} to ${to}`, wa_id: to, type: 'user_changed_number' },
+    };
+    await bot.post(envelope({ messages: [change] }));
+    await bot.waitQuiet();
+    expect(bot.sentTexts()).toHaveLength(1);
+    await bot.post(textPayload({ from: to, text: 'it is me again' }));
+    await bot.graph.waitForSends(2, 20_000);
+    await bot.waitQuiet();
+    const last = bot.llm.requests[bot.llm.requests.length - 1].body.messages;
+    expect(last.slice(1)).toEqual([
+      { role: 'user', content: 'remember me' },
+      { role: 'assistant', content: 'Echo: remember me' },
+      { role: 'user', content: 'it is me again' },
+    ]);
+  });
 });
