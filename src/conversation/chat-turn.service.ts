@@ -173,6 +173,9 @@ export class ChatTurnService {
     const sentText = reply?.parts.filter((_, i) => reply.sent[i]).join('\n');
     if (sentText) history.push({ role: 'assistant', text: sentText, at: now, ids: [ctx.turn.id] });
     const state: Partial<ChatState> = { language: ctx.language, ...extraState };
+    // Collected facts: the WhatsApp profile name Meta sent with the newest message.
+    const name = [...ctx.items].reverse().find((item) => item.contact?.name)?.contact?.name;
+    if (name) state.name = name;
     if (ctx.plan.lastTimestamp > (ctx.state.lastInboundTs ?? 0)) state.lastInboundTs = ctx.plan.lastTimestamp;
     const result = await this.store.finish(ctx.lease, ctx.lease.lane, { history, state });
     if (result !== 'lost' && ctx.plan.numberChange) await this.moveChat(ctx, ctx.plan.numberChange);

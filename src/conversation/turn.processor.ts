@@ -10,6 +10,8 @@ import { SWEEPER_SCHEDULER_ID, TURNS_QUEUE, TurnJob, type WakeJobData } from '..
 import { LaneRunner } from './lane-runner';
 import { SWEEP_EVERY_MS, Sweeper } from './sweeper';
 
+const CLOSE_READY_WAIT_MS = 2000;
+
 /**
  * The worker's job loop on the 'turns' queue. Built here rather than with @Processor so that its
  * connection (the worker kind: maxRetriesPerRequest null), concurrency (WORKER_CONCURRENCY) and
@@ -73,8 +75,19 @@ export class TurnProcessor implements OnApplicationBootstrap, BeforeApplicationS
 
   /** SIGTERM: the job in flight finishes before the Redis connections close. */
   async beforeApplicationShutdown(): Promise<void> {
-    // Closing while the worker's connections are still opening makes BullMQ throw unhandled.
-    await this.worker?.waitUntilReady().catch(() => undefined);
-    await this.worker?.close();
+    const worker = this.worker;
+    if (!worker) return;
+    // Closing while the worker's connections are still opening makes BullMQ throw unhandled; but
+    // with Redis unreachable it never becomes ready, and then there is no job in flight to wait for.
+    let timer: NodeJS.Timeout | undefined;
+    const ready = await Promise.race([
+      worker.waitUntilReady().then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), CLOSE_READY_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    await worker.close(!ready);
   }
 }

@@ -138,6 +138,9 @@ describe('worker turns with three worker processes', () => {
     await bot.post(status);
     await bot.post(status);
     await bot.waitQuiet();
+    const state = await bot.redis.hgetall(`${bot.receiver.config.redisKeyRoot}:chat:c.100000000000001.${from}:state`);
+    expect(state).toMatchObject({ name: 'Test User', language: 'en' });
+    expect(Number(state.lastInboundTs)).toBeGreaterThan(Date.now() / 1000 - 60);
     const record = await bot.redis.hgetall(`${bot.receiver.config.redisKeyRoot}:out:${send.wamid}`);
     expect(record.status).toBe('delivered');
     expect(record.lane).toBe(`c.100000000000001.${from}`);
