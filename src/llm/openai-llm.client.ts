@@ -1,6 +1,6 @@
 import { Agent as HttpAgent, type ClientRequest } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { type OnModuleDestroy } from '@nestjs/common';
+import { type OnApplicationShutdown } from '@nestjs/common';
 import axios, { type AxiosInstance, isAxiosError } from 'axios';
 import { type Logger } from 'pino';
 import { type AppConfig } from '../config/app-config';
@@ -32,7 +32,7 @@ export interface OpenAiLlmClientOptions {
  * Plain axios rather than the OpenAI SDK: its defaults (10 min timeout, hidden retries) are
  * wrong for a chat bot, and vLLM's error shapes differ from OpenAI's anyway.
  */
-export class OpenAiLlmClient extends LlmClient implements OnModuleDestroy {
+export class OpenAiLlmClient extends LlmClient implements OnApplicationShutdown {
   private readonly http: AxiosInstance;
   private readonly agents: { http: HttpAgent; https: HttpsAgent };
   private readonly url: string;
@@ -84,7 +84,11 @@ export class OpenAiLlmClient extends LlmClient implements OnModuleDestroy {
     }
   }
 
-  onModuleDestroy(): void {
+  /**
+   * After the job loop has drained (TurnProcessor closes it before shutdown): destroying the
+   * agents earlier, on module destroy, cut the inference of the turn SIGTERM lets finish.
+   */
+  onApplicationShutdown(): void {
     this.agents.http.destroy();
     this.agents.https.destroy();
   }

@@ -90,7 +90,7 @@ describe('OpenAiLlmClient against a fake vLLM', () => {
     fake = await FakeLlmServer.start();
   });
   afterEach(() => {
-    for (const c of clients.splice(0)) c.onModuleDestroy();
+    for (const c of clients.splice(0)) c.onApplicationShutdown();
     fake.reset();
   });
   afterAll(async () => {
@@ -381,7 +381,7 @@ describe('LlmConcurrencyLimiter on real Redis', () => {
         }
       };
       await Promise.all(Array.from({ length: 24 }, (_, i) => turn(i)));
-      client.onModuleDestroy();
+      client.onApplicationShutdown();
       expect(completed).toBe(24);
       expect(fake.maxInFlight).toBeLessThanOrEqual(LIMIT);
       // The load was high enough to hit the cap: a broken limiter would have shown more.
