@@ -35,7 +35,8 @@ describe('Cloud API errors', () => {
       kind: 'retry',
       outcome: 'unknown',
     });
-    expect(errorFromResponse(500, graph(131000))).toMatchObject({ code: 131000, kind: 'retry', outcome: 'unknown' });
+    // Meta answered with its own error code: it did not take the message.
+    expect(errorFromResponse(500, graph(131000))).toMatchObject({ code: 131000, kind: 'retry', outcome: 'not_sent' });
     expect(errorFromResponse(429, {})).toMatchObject({ code: 429, kind: 'retry', outcome: 'not_sent' });
     expect(errorFromResponse(502, '', 'AHeaderTrace').fbtraceId).toBe('AHeaderTrace');
   });

@@ -23,15 +23,16 @@ export function parseGraphError(data: unknown): GraphError {
 }
 
 /**
- * A non-2xx answer. 5xx answers are `unknown`: the server had the whole request and may have
- * accepted it before failing. Only Meta's `error.message` is kept (truncated), never
+ * A non-2xx answer. A 5xx carrying a Graph error code is Meta saying "not sent" (131000, 131016,
+ * 133004…): retry at once. A bare 5xx (a gateway or proxy) is `unknown`: the server had the whole
+ * request and may have accepted it before failing. Only Meta's `error.message` is kept (truncated), never
  * `error_data.details`, which can echo parameters of the request.
  */
 export function errorFromResponse(status: number, data: unknown, traceHeader?: string): BspSendError {
   const graph = parseGraphError(data);
   const kind = classifyBspError({ metaCode: graph.code, httpStatus: status });
   const code = graph.code ?? status;
-  const outcome: SendOutcome = status >= 500 ? 'unknown' : 'not_sent';
+  const outcome: SendOutcome = status >= 500 && graph.code === undefined ? 'unknown' : 'not_sent';
   const detail = graph.message ? `: ${graph.message.slice(0, MAX_MESSAGE)}` : '';
   return new BspSendError(code, kind, outcome, `BSP answered HTTP ${status}, code ${code}${detail}`, {
     httpStatus: status,

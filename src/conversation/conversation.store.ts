@@ -21,6 +21,8 @@ export interface TurnCommit {
 export abstract class ConversationStore {
   /** Takes the lane's lease; undefined when another worker holds it. */
   abstract acquire(lane: string): Promise<Lease | undefined>;
+  /** Milliseconds left on the lane's lease (0 or less: none). */
+  abstract leaseTtl(lane: string): Promise<number>;
   /** Extends the lease; false when it was lost. */
   abstract renew(lease: Lease): Promise<boolean>;
   /** Lets the lease go, nothing else. */

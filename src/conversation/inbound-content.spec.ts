@@ -23,6 +23,7 @@ describe('interpretMessage (SPEC §4.12, on pywa payloads)', () => {
     ['message.json', 'order', 'text'],
     ['message.json', 'unsupported', 'resend'],
     ['message.json', 'unsupported_with_type', 'resend'],
+    ['message.json', 'interactive_message_with_err', 'resend'],
     ['callback_button.json', 'button', 'text'],
     ['callback_button.json', 'quick_reply', 'text'],
     ['callback_selection.json', 'callback', 'text'],

@@ -31,6 +31,9 @@ export function interpretMessage(raw: unknown): Inbound {
   const base = { id, timestamp };
   const content = describe(type, m[type]);
   if (content) return { ...base, ...content };
+  // A message Meta could not fully deliver comes without its payload (or with errors[]): ask again.
+  const undelivered = m[type] === undefined || (Array.isArray(m.errors) && m.errors.length > 0);
+  if (undelivered && type !== 'reaction' && type !== 'system') return { ...base, kind: 'resend' };
   switch (type) {
     case 'edit': {
       const edit = obj(m.edit);

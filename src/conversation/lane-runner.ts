@@ -40,11 +40,23 @@ export class LaneRunner {
       return;
     }
     const lease = await this.store.acquire(lane);
-    if (!lease) return; // another worker runs this lane and re-checks its inbox when it finishes
+    if (!lease) return this.afterLeaseLapses(lane);
     const outcome = await this.withHeartbeat(lease, () =>
       lane.startsWith('s.') ? this.statuses.run(lease) : this.chats.run(lease),
     );
     await this.rearm(lease, outcome);
+  }
+
+  /**
+   * Another worker holds the lane. A live holder re-checks the inbox when it finishes; a dead one
+   * (SIGKILL) never will, so look again right after its lease lapses instead of waiting for the
+   * sweeper. While the holder lives and renews, this costs one delayed job per lease period.
+   */
+  private async afterLeaseLapses(lane: string): Promise<void> {
+    const ttl = await this.store.leaseTtl(lane);
+    if (ttl <= 0) return;
+    const at = Date.now() + ttl + 100;
+    await this.wakeUps.wake([{ lane, tag: `l${Math.ceil(at / 1000)}`, at }]);
   }
 
   private async rearm(lease: Lease, outcome: RunOutcome): Promise<void> {

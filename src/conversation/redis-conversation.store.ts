@@ -64,6 +64,10 @@ export class RedisConversationStore extends ConversationStore {
     return fence > 0 ? { lane, fence } : undefined;
   }
 
+  leaseTtl(lane: string): Promise<number> {
+    return this.client.pttl(this.keys.lease(lane));
+  }
+
   async renew(lease: Lease): Promise<boolean> {
     return (
       (await this.run('tsRenew', [this.keys.lease(lease.lane)], [lease.fence, this.config.env.TURN_LEASE_MS])) === 1

@@ -245,10 +245,10 @@ describe('MetaBspClient against the fake Graph API', () => {
       expect(await metricValue(metrics, 'tawasul_bsp_errors_total', { code: '500', class: 'retry' })).toBe(1);
     });
 
-    it('reports Meta code 131000 on HTTP 500 by its code, as a retry with unknown outcome', async () => {
+    it('reports Meta code 131000 on HTTP 500 by its code, as a retry that was not sent', async () => {
       fake.enqueue({ kind: 'graph-error', code: 131000, httpStatus: 500 });
       const err = await failure(metaClient().sendTemplate({ to: TO, name: 'hello', language: 'en' }));
-      expect(err).toMatchObject({ code: 131000, kind: 'retry', outcome: 'unknown', httpStatus: 500 });
+      expect(err).toMatchObject({ code: 131000, kind: 'retry', outcome: 'not_sent', httpStatus: 500 });
     });
   });
 

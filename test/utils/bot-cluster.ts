@@ -22,6 +22,7 @@ export interface BotClusterOptions {
 export class BotCluster {
   readonly workers: SpawnedApp[] = [];
   private queue?: Queue;
+  private queueConnection?: Redis;
 
   private constructor(
     readonly llm: FakeLlmServer,
@@ -37,6 +38,7 @@ export class BotCluster {
     const env: Record<string, string | undefined> = {
       REDIS_PREFIX: uniquePrefix(),
       META_GRAPH_URL: graph.url,
+      D360_BASE_URL: graph.url,
       LLM_PROVIDER: 'openai',
       LLM_BASE_URL: llm.url,
       TURN_DEBOUNCE_MS: '0',
@@ -137,6 +139,7 @@ export class BotCluster {
   async close(): Promise<void> {
     await killSpawnedApps();
     await this.queue?.close();
+    this.queueConnection?.disconnect();
     await this.receiver.close();
     await Promise.all([this.llm.close(), this.graph.close()]);
   }
