@@ -16,7 +16,14 @@ import { interpretMessage, planTurn, type TurnPlan } from './inbound-content';
 import { LlmStep } from './llm-step';
 import { ReplySender } from './reply-sender';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
-import { type ChatState, type HistoryEntry, type Lease, type StoredReply, type TurnMeta } from './turn.types';
+import {
+  type ChatState,
+  type Handoff,
+  type HistoryEntry,
+  type Lease,
+  type StoredReply,
+  type TurnMeta,
+} from './turn.types';
 
 const WINDOW_MS = 24 * 60 * 60 * 1000;
 
@@ -27,6 +34,7 @@ interface TurnContext {
   plan: TurnPlan;
   state: ChatState;
   history: HistoryEntry[];
+  handoff: Handoff;
   language: Language;
   to: string;
 }
@@ -71,12 +79,12 @@ export class ChatTurnService {
       if (due > Date.now()) return deferredOrLost(await this.store.defer(lease, due, turn), due);
     }
     const plan = planTurn(items.map((item) => interpretMessage(item.raw)));
-    const { state, history } = await this.store.readChat(lease.lane);
+    const { state, history, handoff } = await this.store.readChat(lease.lane);
     const language = pickLanguage(
       plan.texts.map((t) => t.text),
       state.language ?? 'en',
     );
-    const ctx: TurnContext = { lease, turn, items, plan, state, history, language, to: recipientOf(items) };
+    const ctx: TurnContext = { lease, turn, items, plan, state, history, handoff, language, to: recipientOf(items) };
     if (!turn.reply) {
       const decided = await this.decideReply(ctx);
       if (decided) return decided;
@@ -101,6 +109,9 @@ export class ChatTurnService {
     const lastInbound = Math.max(ctx.state.lastInboundTs ?? 0, plan.lastTimestamp);
     const answerable = plan.texts.length > 0 || plan.onlyMedia || plan.onlyResend;
     if (!answerable) return this.commit(ctx, undefined, 'skipped');
+    // A human has the chat: the bot stays quiet and keeps the history (the escalation issue mirrors
+    // these messages into Chatwoot).
+    if (ctx.handoff.state === 'human') return this.commit(ctx, undefined, 'skipped');
     if (Date.now() - lastInbound * 1000 > WINDOW_MS) {
       // Free-form replies are impossible outside the window; the re-engagement path comes with the
       // window issue. Flag the chat, answer nothing, and keep the history.

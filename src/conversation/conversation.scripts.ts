@@ -118,3 +118,19 @@ if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[4]
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('RENAME', KEYS[3], KEYS[5]) end
 return 1
 `;
+
+/**
+ * KEYS: lease, handoff. ARGV: fence, TTL s (0: back to the bot), field/value pairs.
+ * The hand-over record lives only while a human has the chat, for at most its TTL.
+ */
+export const HANDOFF = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) <= 0 then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 3, #ARGV))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+`;

@@ -1,5 +1,6 @@
 import {
   type ChatState,
+  type Handoff,
   type FinishResult,
   type HistoryEntry,
   type LaneSnapshot,
@@ -44,5 +45,10 @@ export abstract class ConversationStore {
   abstract finish(lease: Lease, chat: string | undefined, commit?: TurnCommit): Promise<FinishResult>;
   /** Moves a chat's history and state to another chat id (number change); false when not moved. */
   abstract moveChat(lease: Lease, from: string, to: string): Promise<boolean>;
-  abstract readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[] }>;
+  /**
+   * Hands the chat to a human for `ttlSeconds` (at most 7 days: SPEC §5), or back to the bot with
+   * state 'bot'. Fenced like every turn write.
+   */
+  abstract setHandoff(lease: Lease, chat: string, handoff: Handoff, ttlSeconds: number): Promise<boolean>;
+  abstract readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }>;
 }

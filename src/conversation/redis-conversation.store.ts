@@ -5,9 +5,10 @@ import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-connections';
 import { ConversationStore, type TurnCommit } from './conversation.store';
-import { ACQUIRE, DEFER, FINISH, JOIN, MOVE_CHAT, RELEASE, RENEW, SAVE } from './conversation.scripts';
+import { ACQUIRE, DEFER, FINISH, HANDOFF, JOIN, MOVE_CHAT, RELEASE, RENEW, SAVE } from './conversation.scripts';
 import {
   type ChatState,
+  type Handoff,
   type FinishResult,
   type HistoryEntry,
   type LaneSnapshot,
@@ -27,10 +28,13 @@ const SCRIPTS = {
   tsRelease: RELEASE,
   tsFinish: FINISH,
   tsMoveChat: MOVE_CHAT,
+  tsHandoff: HANDOFF,
 };
 const DAY_S = 86400;
 /** Lane hashes keep the fence counter; they outlive any plausible stalled worker. */
 const LANE_TTL_S = 30 * DAY_S;
+/** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (SPEC §5). */
+const HANDOFF_MAX_S = 7 * DAY_S;
 
 /** ConversationStore on Redis, over the worker connection (no command timeout: BullMQ's kind). */
 @Injectable()
@@ -151,12 +155,28 @@ export class RedisConversationStore extends ConversationStore {
     return (await this.run('tsMoveChat', keys, [lease.fence])) === 1;
   }
 
-  async readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[] }> {
-    const [fields, entries] = await Promise.all([
+  async setHandoff(lease: Lease, chat: string, handoff: Handoff, ttlSeconds: number): Promise<boolean> {
+    const ttl = handoff.state === 'bot' ? 0 : Math.min(Math.ceil(ttlSeconds), HANDOFF_MAX_S);
+    const fields: string[] = ['state', handoff.state, 'since', String(handoff.since ?? Date.now())];
+    if (handoff.conversationId) fields.push('conversationId', handoff.conversationId);
+    const keys = [this.keys.lease(lease.lane), this.keys.handoff(chat)];
+    return (await this.run('tsHandoff', keys, [lease.fence, ttl, ...fields])) === 1;
+  }
+
+  async readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }> {
+    const [fields, entries, handoff] = await Promise.all([
       this.client.hgetall(this.keys.chat(chat)),
       this.client.lrange(this.keys.history(chat), 0, -1),
+      this.client.hgetall(this.keys.handoff(chat)),
     ]);
-    return { state: parseState(fields), history: entries.map((raw) => JSON.parse(raw) as HistoryEntry) };
+    return {
+      state: parseState(fields),
+      history: entries.map((raw) => JSON.parse(raw) as HistoryEntry),
+      handoff:
+        handoff.state === 'human'
+          ? { state: 'human', conversationId: handoff.conversationId, since: Number(handoff.since) || undefined }
+          : { state: 'bot' },
+    };
   }
 }
 

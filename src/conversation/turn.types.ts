@@ -55,6 +55,15 @@ export interface ChatState {
   name?: string;
 }
 
+/** Who answers the chat (SPEC §5): the bot, or a human since a hand-over. */
+export interface Handoff {
+  state: 'bot' | 'human';
+  /** The Chatwoot conversation (display id) when Chatwoot has the chat. */
+  conversationId?: string;
+  /** ms since epoch */
+  since?: number;
+}
+
 export interface LaneSnapshot {
   turn?: TurnMeta;
   items: IngestItem[];

@@ -50,6 +50,14 @@ export class RedisKeys {
     return `${this.root}:chat:${chat}:state`;
   }
 
+  /**
+   * A chat's hand-over (hash: state, Chatwoot conversation id, since). Present only while a human
+   * has the chat; its TTL is the pause (HANDOFF_PAUSE_SECONDS, or at most 7 days with Chatwoot).
+   */
+  handoff(chat: string): string {
+    return `${this.root}:chat:${chat}:handoff`;
+  }
+
   /** Outbound message record by wamid (which chat, turn and part; status; cost). */
   outbound(wamid: string): string {
     return `${this.root}:out:${wamid}`;

@@ -1,3 +1,6 @@
+import { RedisConversationStore } from '../../src/conversation/redis-conversation.store';
+import { AppLogger } from '../../src/logging/app-logger';
+import { RedisConnections } from '../../src/redis/redis-connections.service';
 import { BotCluster } from '../utils/bot-cluster';
 import { envelope, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';
 
@@ -171,5 +174,45 @@ describe('worker turns with three worker processes', () => {
       { role: 'assistant', content: 'Echo: remember me' },
       { role: 'user', content: 'it is me again' },
     ]);
+  });
+
+  it('while a human has the chat the bot stays quiet but keeps the history', async () => {
+    const from = '971500000109';
+    const root = bot.receiver.config.redisKeyRoot;
+    const handoff = `${root}:chat:c.100000000000001.${from}:handoff`;
+    await bot.redis.multi().hset(handoff, { state: 'human', conversationId: '42' }).expire(handoff, 120).exec();
+    await bot.post(textPayload({ from, text: 'are you there?' }));
+    await bot.waitQuiet();
+    expect(bot.llm.requests).toHaveLength(0);
+    expect(bot.sentTexts(from)).toEqual([]);
+    await bot.redis.del(handoff);
+    await bot.post(textPayload({ from, text: 'hello again' }));
+    await bot.graph.waitForSends(1, 20_000);
+    await bot.waitQuiet();
+    expect(bot.llm.requests[0].body.messages.slice(1)).toEqual([
+      { role: 'user', content: 'are you there?' },
+      { role: 'user', content: 'hello again' },
+    ]);
+  });
+
+  it('the hand-over record is fenced and lives at most 7 days', async () => {
+    const config = bot.receiver.config;
+    const connections = new RedisConnections(config, new AppLogger('silent'));
+    const store = new RedisConversationStore(connections, bot.receiver.keys, config);
+    try {
+      const lane = 'c.100000000000001.971500000110';
+      const lease = (await store.acquire(lane))!;
+      expect(await store.setHandoff(lease, lane, { state: 'human', conversationId: '7' }, 30 * 86400)).toBe(true);
+      expect((await store.readChat(lane)).handoff).toMatchObject({ state: 'human', conversationId: '7' });
+      const ttl = await bot.redis.ttl(bot.receiver.keys.handoff(lane));
+      expect(ttl).toBeGreaterThan(7 * 86400 - 10);
+      expect(ttl).toBeLessThanOrEqual(7 * 86400);
+      expect(await store.setHandoff({ lane, fence: lease.fence + 1 }, lane, { state: 'bot' }, 0)).toBe(false);
+      expect(await store.setHandoff(lease, lane, { state: 'bot' }, 0)).toBe(true);
+      expect((await store.readChat(lane)).handoff).toEqual({ state: 'bot' });
+      await store.release(lease);
+    } finally {
+      await connections.onApplicationShutdown();
+    }
   });
 });
