@@ -6,4 +6,7 @@ module.exports = {
   moduleFileExtensions: ['js', 'json', 'ts'],
   testEnvironment: 'node',
   testTimeout: 60000,
+  // Every suite closes its apps, fakes and child processes; this only keeps a stray handle (a
+  // private redis-server watchdog, a socket of a failed suite) from holding CI open for ever.
+  forceExit: true,
 };
