@@ -3,7 +3,7 @@ import { AppConfig } from '../config/app-config';
 import { INGEST_SCRIPT } from '../queue/ingest.script';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
-import { type RedisClient } from '../redis/redis-connections';
+import { type RedisClient, waitReady } from '../redis/redis-connections';
 import { DedupStore } from './dedup.store';
 import { type IngestItem, type IngestResult } from './ingest-item';
 
@@ -34,6 +34,11 @@ export class RedisDedupStore extends DedupStore {
     for (const item of items) {
       keys.push(this.keys.dedup(item.key), this.keys.inbox(item.lane));
       args.push(item.lane, JSON.stringify(item));
+    }
+    // Right after start-up (or a reconnect) the connection may still be handshaking; without an
+    // offline queue the command would fail at once. Wait for it within the ingest budget instead.
+    if (['connecting', 'connect', 'reconnecting', 'wait'].includes(this.client.status)) {
+      await waitReady(this.client, this.config.env.INGEST_TIMEOUT_MS);
     }
     const run = this.client.tawasulIngest as IngestCommand;
     const result = await run.call(this.client, keys.length, ...keys, ...args);

@@ -76,3 +76,19 @@ export function createRedisClient(kind: ConnectionKind, config: AppConfig): Redi
   };
   return new Cluster(nodes, clusterOptions);
 }
+
+/** Resolves true once the client is ready, false after `timeoutMs` (never rejects). */
+export function waitReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    client.once('ready', onReady);
+  });
+}

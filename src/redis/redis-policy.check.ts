@@ -3,7 +3,7 @@ import { type Logger } from 'pino';
 import { AppConfig } from '../config/app-config';
 import { AppLogger } from '../logging/app-logger';
 import { RedisConnections } from './redis-connections.service';
-import { type RedisClient } from './redis-connections';
+import { type RedisClient, waitReady } from './redis-connections';
 
 export class UnsafeRedisError extends Error {}
 
@@ -61,19 +61,4 @@ export class RedisPolicyCheck implements OnApplicationBootstrap {
     if (this.config.isProduction) throw new UnsafeRedisError(message);
     this.logger.warn({ policy: reading.policy }, message);
   }
-}
-
-function waitReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
-  if (client.status === 'ready') return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      resolve(false);
-    }, timeoutMs);
-    const onReady = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    client.once('ready', onReady);
-  });
 }

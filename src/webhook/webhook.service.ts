@@ -2,7 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { type Logger } from 'pino';
 import { AppConfig } from '../config/app-config';
 import { IngestService, IngestUnavailableError } from '../dedup/ingest.service';
+import { HealthState } from '../health/health-state';
 import { AppLogger } from '../logging/app-logger';
+import { RedisConnections } from '../redis/redis-connections.service';
 import { MetricsService, type WebhookOutcome } from '../metrics/metrics.service';
 import { exceedsNesting, parseWebhook, type ParsedWebhook } from './webhook-payload';
 
@@ -21,8 +23,13 @@ export class WebhookService {
     private readonly metrics: MetricsService,
     private readonly config: AppConfig,
     appLogger: AppLogger,
+    connections: RedisConnections,
+    health: HealthState,
   ) {
     this.logger = appLogger.child('webhook');
+    // A receiver whose ingest connection is not up (still connecting, reconnecting) would answer
+    // 503: keep it out of the load balancer until it is.
+    health.registerReadiness('ingest-connection', () => connections.ingest.status === 'ready');
   }
 
   async handle(raw: Buffer): Promise<WebhookAnswer> {

@@ -62,8 +62,13 @@ describe('the ingest on a one-node Redis Cluster (SPEC §4.17)', () => {
     for (const kind of ['ingest', 'health', 'producer'] as const) {
       expect({ kind, cluster: connections[kind] instanceof Cluster }).toEqual({ kind, cluster: true });
     }
-    const res = await fetch(`${t.url}/health/ready`);
-    expect(res.status).toBe(200);
+    // Ready only once every connection (the ingest one too) has loaded the cluster's slots.
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      status = (await fetch(`${t.url}/health/ready`)).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status).toBe(200);
     expect(String(await cluster.call('CLUSTER', 'INFO'))).toContain('cluster_state:ok');
   });
 
