@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Logger } from 'pino';
 import { type AppLogger } from '../logging/app-logger';
-import { type RedisClient } from '../redis/redis-connections';
+import { type RedisClient, waitReady } from '../redis/redis-connections';
 import { type RedisKeys } from '../redis/redis-keys';
 import {
   BspClient,
@@ -66,7 +66,7 @@ export class SandboxBspClient extends BspClient {
 
   async markRead(input: MarkReadInput): Promise<void> {
     try {
-      await whenReady(this.redis, READY_WAIT_MS);
+      await waitReady(this.redis, READY_WAIT_MS);
       await this.push({ id: null, operation: 'read', at: Date.now(), payload: markReadBody(input) });
     } catch (err) {
       this.logger.debug({ provider: this.provider, err: (err as Error).message }, 'mark-read failed');
@@ -78,7 +78,7 @@ export class SandboxBspClient extends BspClient {
     // The producer connection has no offline queue: when it is not ready the command fails at once
     // and nothing was written; a failure after that may or may not have been applied. Give a
     // connection that is still being established (the first send after start-up) a moment.
-    const ready = await whenReady(this.redis, READY_WAIT_MS);
+    const ready = await waitReady(this.redis, READY_WAIT_MS);
     try {
       await this.push({ id: wamid, operation, at: Date.now(), payload });
     } catch (err) {
@@ -101,19 +101,4 @@ export class SandboxBspClient extends BspClient {
     const failed = results?.find(([err]) => err);
     if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
   }
-}
-
-function whenReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
-  if (client.status === 'ready') return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const onReady = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      resolve(false);
-    }, timeoutMs);
-    client.once('ready', onReady);
-  });
 }

@@ -3,7 +3,7 @@ import { type Logger } from 'pino';
 import { AppConfig } from '../config/app-config';
 import { AppLogger } from '../logging/app-logger';
 import { RedisConnections } from '../redis/redis-connections.service';
-import { type RedisClient } from '../redis/redis-connections';
+import { type RedisClient, waitReady } from '../redis/redis-connections';
 import { RedisKeys } from '../redis/redis-keys';
 import { LlmMetrics } from './llm.metrics';
 
@@ -131,24 +131,14 @@ export class LlmConcurrencyLimiter {
   private async ready(): Promise<LimiterClient> {
     const client = this.client;
     if (client.status === 'ready') return client;
-    this.connecting ??= waitReady(client).finally(() => {
-      this.connecting = undefined;
-    });
+    this.connecting ??= waitReady(client, READY_WAIT_MS)
+      .then((ready) => {
+        if (!ready) throw new Error(`redis not ready after ${READY_WAIT_MS} ms`);
+      })
+      .finally(() => {
+        this.connecting = undefined;
+      });
     await this.connecting;
     return client;
   }
-}
-
-function waitReady(client: RedisClient): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      reject(new Error(`redis not ready after ${READY_WAIT_MS} ms`));
-    }, READY_WAIT_MS);
-    const onReady = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    client.once('ready', onReady);
-  });
 }

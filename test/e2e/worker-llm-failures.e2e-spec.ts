@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Redis } from 'ioredis';
 import { type FakeLlmMode, type RecordedLlmRequest } from '../fakes/fake-llm.server';
 import { BotCluster } from '../utils/bot-cluster';
 import { envelope, textMessage, textPayload } from '../utils/meta-payloads';
@@ -77,37 +76,6 @@ function stampRequests(bot: BotCluster): Map<RecordedLlmRequest, number> {
   return at;
 }
 
-/** Sums each series (`name` or `name{label="v"}`, as printed) over the worker processes. */
-async function readMetrics(bot: BotCluster, series: readonly string[]): Promise<Record<string, number>> {
-  const totals: Record<string, number> = Object.fromEntries(series.map((s) => [s, 0]));
-  for (const worker of bot.workers) {
-    const text = await (await fetch(`${worker.url}/metrics`)).text();
-    for (const line of text.split('\n')) {
-      if (line.startsWith('#')) continue;
-      const space = line.lastIndexOf(' ');
-      const name = line.slice(0, space);
-      if (name in totals) totals[name] += Number(line.slice(space + 1));
-    }
-  }
-  return totals;
-}
-
-async function metricDeltas(bot: BotCluster, before: Record<string, number>): Promise<Record<string, number>> {
-  const after = await readMetrics(bot, Object.keys(before));
-  return Object.fromEntries(Object.keys(before).map((k) => [k, after[k] - before[k]]));
-}
-
-/**
- * BotCluster.close() leaves open the Redis connection it handed to its BullMQ Queue (BullMQ never
- * closes a connection it was given), which keeps jest from exiting: close that one too.
- */
-async function closeBot(bot: BotCluster | undefined): Promise<void> {
-  if (!bot) return;
-  const connection = bot.turnsQueue.opts.connection;
-  await bot.close();
-  if (connection instanceof Redis) connection.disconnect();
-}
-
 const HOLDING_TOTAL = 'tawasul_holding_messages_total';
 const failures = (kind: string): string => `tawasul_llm_failures_total{kind="${kind}"}`;
 const EXHAUSTED = 'tawasul_dead_letters_total{reason="llm_exhausted"}';
@@ -141,7 +109,7 @@ describe.each([
   }, 180_000);
 
   afterAll(async () => {
-    await closeBot(bot);
+    await bot?.close();
   });
 
   beforeEach(() => {
@@ -166,7 +134,7 @@ describe.each([
    */
   async function outageThenRecovery(mode: FakeLlmMode, kind: string): Promise<void> {
     const patients = [enPatient(), arPatient()];
-    const before = await readMetrics(bot, [HOLDING_TOTAL, failures(kind), EXHAUSTED]);
+    const before = await bot.metrics([HOLDING_TOTAL, failures(kind), EXHAUSTED]);
     bot.llm.mode = mode;
     try {
       expect((await bot.post(batch(...patients))).status).toBe(200);
@@ -190,7 +158,7 @@ describe.each([
       expect(second).toBeGreaterThan(first);
       expect(second).toBeGreaterThanOrEqual(callMs + 2 * BACKOFF_MS * 0.8 - 50);
     }
-    expect(await metricDeltas(bot, before)).toEqual({ [HOLDING_TOTAL]: 2, [failures(kind)]: 4, [EXHAUSTED]: 0 });
+    expect(await bot.metricDeltas(before)).toEqual({ [HOLDING_TOTAL]: 2, [failures(kind)]: 4, [EXHAUSTED]: 0 });
   }
 
   const modes: { mode: FakeLlmMode; kind: string; inBoth: boolean }[] = [
@@ -209,7 +177,7 @@ describe.each([
 
   it('LLM refusing connections (stopped, then restarted): one holding message each, then one reply', async () => {
     const patients = [enPatient(), arPatient()];
-    const before = await readMetrics(bot, [HOLDING_TOTAL, failures('error'), EXHAUSTED]);
+    const before = await bot.metrics([HOLDING_TOTAL, failures('error'), EXHAUSTED]);
     await bot.llm.stop();
     try {
       expect((await bot.post(batch(...patients))).status).toBe(200);
@@ -225,7 +193,7 @@ describe.each([
       // Refused calls never reach the fake: only the one that succeeded is recorded.
       expect(requestsOf(p).map((r) => r.mode)).toEqual(['ok']);
     }
-    const delta = await metricDeltas(bot, before);
+    const delta = await bot.metricDeltas(before);
     expect(delta[HOLDING_TOTAL]).toBe(2);
     expect(delta[failures('error')]).toBeGreaterThanOrEqual(2);
     expect(delta[failures('error')]).toBeLessThanOrEqual(2 * (MAX_ATTEMPTS - 1));
@@ -236,7 +204,7 @@ describe.each([
     const p = enPatient();
     const again = `And can my son come too? (${p.from})`;
     bot.llm.enqueue('error500', 'error500');
-    const before = await readMetrics(bot, [HOLDING_TOTAL, EXHAUSTED]);
+    const before = await bot.metrics([HOLDING_TOTAL, EXHAUSTED]);
     expect((await bot.post(textPayload({ from: p.from, text: p.text }))).status).toBe(200);
     await waitUntil('the holding message', () => bot.sentTexts(p.from).length >= 1, 30_000);
     expect((await bot.post(textPayload({ from: p.from, text: again }))).status).toBe(200);
@@ -248,14 +216,14 @@ describe.each([
     expect(requests.map((r) => r.mode)).toEqual(['error500', 'error500', 'ok']);
     expect(lastUser(requests[0])).toBe(p.text);
     expect(lastUser(requests[2])).toBe(`${p.text}\n${again}`);
-    expect(await metricDeltas(bot, before)).toEqual({ [HOLDING_TOTAL]: 1, [EXHAUSTED]: 0 });
+    expect(await bot.metricDeltas(before)).toEqual({ [HOLDING_TOTAL]: 1, [EXHAUSTED]: 0 });
   }, 60_000);
 
   it('never recovering: one holding message, then the apology with CLINIC_PHONE, dead-lettered', async () => {
     const patients = [enPatient(), arPatient()];
     const DEAD_TURNS = 'tawasul_turns_total{outcome="dead_lettered"}';
     const ESCALATED = 'tawasul_escalations_total{trigger="exhausted"}';
-    const before = await readMetrics(bot, [HOLDING_TOTAL, EXHAUSTED, DEAD_TURNS, ESCALATED, failures('error')]);
+    const before = await bot.metrics([HOLDING_TOTAL, EXHAUSTED, DEAD_TURNS, ESCALATED, failures('error')]);
     bot.llm.mode = 'error500';
     expect((await bot.post(batch(...patients))).status).toBe(200);
     await waitUntil('both apologies', () => patients.every((p) => bot.sentTexts(p.from).length >= 2), 30_000);
@@ -266,7 +234,7 @@ describe.each([
       expect(bot.sentTexts(p.from)[1]).toContain(CLINIC_PHONE);
       expect(requestsOf(p).map((r) => r.mode)).toEqual(Array(MAX_ATTEMPTS).fill('error500'));
     }
-    expect(await metricDeltas(bot, before)).toEqual({
+    expect(await bot.metricDeltas(before)).toEqual({
       [HOLDING_TOTAL]: 2,
       [EXHAUSTED]: 2,
       [DEAD_TURNS]: 2,
@@ -292,7 +260,7 @@ describe.each([
       await waitUntil(`reply ${i + 1}`, () => bot.sentTexts(p.from).length > i, 30_000);
       await bot.waitQuiet();
     }
-    const before = await readMetrics(bot, [HOLDING_TOTAL, failures('context'), EXHAUSTED]);
+    const before = await bot.metrics([HOLDING_TOTAL, failures('context'), EXHAUSTED]);
     bot.llm.enqueue('context400');
     await bot.post(textPayload({ from: p.from, text: texts[2] }));
     await waitUntil('reply 3', () => bot.sentTexts(p.from).length >= 3, 30_000);
@@ -308,13 +276,13 @@ describe.each([
     expect(trimmed[0]).toEqual(whole[0]);
     // The newest history is kept, the current turn is never trimmed.
     expect(trimmed.slice(1)).toEqual(whole.slice(whole.length - (trimmed.length - 1)));
-    expect(await metricDeltas(bot, before)).toEqual({ [HOLDING_TOTAL]: 0, [failures('context')]: 1, [EXHAUSTED]: 0 });
+    expect(await bot.metricDeltas(before)).toEqual({ [HOLDING_TOTAL]: 0, [failures('context')]: 1, [EXHAUSTED]: 0 });
   }, 60_000);
 
   it('401/404: counted as config failures, not as attempts, and answered once the LLM is fixed', async () => {
     const a = enPatient();
     const b = arPatient();
-    const before = await readMetrics(bot, [HOLDING_TOTAL, failures('config'), failures('error'), EXHAUSTED]);
+    const before = await bot.metrics([HOLDING_TOTAL, failures('config'), failures('error'), EXHAUSTED]);
     // a: two counted failures, then a config one. Were it counted, a would hit LLM_MAX_ATTEMPTS (3).
     bot.llm.enqueue('error500', 'error500', 'unauthorized401');
     await bot.post(textPayload({ from: a.from, text: a.text }));
@@ -324,7 +292,7 @@ describe.each([
     await waitUntil('one call for b', () => requestsOf(b).length >= 1, 30_000);
     await waitUntil(
       'the config failures counted',
-      async () => (await readMetrics(bot, [failures('config')]))[failures('config')] - before[failures('config')] >= 2,
+      async () => (await bot.metrics([failures('config')]))[failures('config')] - before[failures('config')] >= 2,
       10_000,
     );
     // Config failures back off from 30 s: both recover on their own, without a new message.
@@ -336,7 +304,7 @@ describe.each([
     expect(requestsOf(a).map((r) => r.mode)).toEqual(['error500', 'error500', 'unauthorized401', 'ok']);
     expect(requestsOf(b).map((r) => r.mode)).toEqual(['notfound404', 'ok']);
     expect(gaps(requestsOf(a))[2]).toBeGreaterThanOrEqual(20_000);
-    expect(await metricDeltas(bot, before)).toEqual({
+    expect(await bot.metricDeltas(before)).toEqual({
       [HOLDING_TOTAL]: 2,
       [failures('config')]: 2,
       [failures('error')]: 2,
@@ -347,7 +315,7 @@ describe.each([
   it(`in-flight inference never exceeds LLM_MAX_CONCURRENCY (${MAX_CONCURRENCY}): 20 chats, 500 ms each`, async () => {
     bot.llm.latencyMs = 500;
     const patients = Array.from({ length: 20 }, enPatient);
-    const before = await readMetrics(bot, [HOLDING_TOTAL]);
+    const before = await bot.metrics([HOLDING_TOTAL]);
     const answers = await Promise.all(patients.map((p) => bot.post(textPayload({ from: p.from, text: p.text }))));
     expect(answers.map((r) => r.status)).toEqual(Array(20).fill(200));
     await waitUntil('every chat answered', () => patients.every(replied), 60_000);
@@ -360,6 +328,6 @@ describe.each([
       expect(requestsOf(p)).toHaveLength(1);
     }
     // Waiting for a free slot is not an LLM failure: nobody got a holding message.
-    expect(await metricDeltas(bot, before)).toEqual({ [HOLDING_TOTAL]: 0 });
+    expect(await bot.metricDeltas(before)).toEqual({ [HOLDING_TOTAL]: 0 });
   }, 90_000);
 });

@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import { type RecordedRequest } from '../fakes/fake-graph.server';
 import { BotCluster } from '../utils/bot-cluster';
 import { envelope, nowSeconds, textPayload } from '../utils/meta-payloads';
@@ -29,33 +28,6 @@ const patient = (): Patient => {
   return { from, text, reply: `Echo: ${text}` };
 };
 
-/** Sums each series (`name` or `name{label="v"}`, as printed), per worker process. */
-async function readMetricsPerWorker(bot: BotCluster, series: readonly string[]): Promise<Record<string, number>[]> {
-  return Promise.all(
-    bot.workers.map(async (worker) => {
-      const totals: Record<string, number> = Object.fromEntries(series.map((s) => [s, 0]));
-      const text = await (await fetch(`${worker.url}/metrics`)).text();
-      for (const line of text.split('\n')) {
-        if (line.startsWith('#')) continue;
-        const space = line.lastIndexOf(' ');
-        const name = line.slice(0, space);
-        if (name in totals) totals[name] += Number(line.slice(space + 1));
-      }
-      return totals;
-    }),
-  );
-}
-
-async function readMetrics(bot: BotCluster, series: readonly string[]): Promise<Record<string, number>> {
-  const perWorker = await readMetricsPerWorker(bot, series);
-  return Object.fromEntries(series.map((s) => [s, perWorker.reduce((sum, m) => sum + m[s], 0)]));
-}
-
-async function metricDeltas(bot: BotCluster, before: Record<string, number>): Promise<Record<string, number>> {
-  const after = await readMetrics(bot, Object.keys(before));
-  return Object.fromEntries(Object.keys(before).map((k) => [k, after[k] - before[k]]));
-}
-
 /** The fake records the order of requests, not their times: stamp each as it arrives. */
 function stampRequests(bot: BotCluster): Map<RecordedRequest, number> {
   const at = new Map<RecordedRequest, number>();
@@ -66,17 +38,6 @@ function stampRequests(bot: BotCluster): Map<RecordedRequest, number> {
     return push(...items);
   };
   return at;
-}
-
-/**
- * BotCluster.close() leaves open the Redis connection it handed to its BullMQ Queue (BullMQ never
- * closes a connection it was given), which keeps jest from exiting: close that one too.
- */
-async function closeBot(bot: BotCluster | undefined): Promise<void> {
-  if (!bot) return;
-  const connection = bot.turnsQueue.opts.connection;
-  await bot.close();
-  if (connection instanceof Redis) connection.disconnect();
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -113,7 +74,7 @@ describe.each([
   }, 180_000);
 
   afterAll(async () => {
-    await closeBot(bot);
+    await bot?.close();
   });
 
   beforeEach(() => {
@@ -126,7 +87,7 @@ describe.each([
    * its outcome is unknown: Meta did accept it, so it is never sent again.
    */
   async function unknownOutcomeSettledByStatus(p: Patient): Promise<void> {
-    const before = await readMetrics(bot, [POSSIBLE_DUPLICATES, REPLIED_TURNS]);
+    const before = await bot.metrics([POSSIBLE_DUPLICATES, REPLIED_TURNS]);
     expect((await bot.post(textPayload({ from: p.from, text: p.text }))).status).toBe(200);
     const [first] = await bot.graph.waitForSends(1, 30_000);
     const key = first.body.biz_opaque_callback_data as string;
@@ -142,7 +103,7 @@ describe.each([
 
     expect(attemptsOf(p.reply)).toHaveLength(1);
     expect(await bot.redis.get(`${root()}:ack:${key}`)).toBe(wamid);
-    expect(await metricDeltas(bot, before)).toEqual({ [POSSIBLE_DUPLICATES]: 0, [REPLIED_TURNS]: 1 });
+    expect(await bot.metricDeltas(before)).toEqual({ [POSSIBLE_DUPLICATES]: 0, [REPLIED_TURNS]: 1 });
   }
 
   it('connection broken after the body was written, then a status for its part key: never resent', async () => {
@@ -152,7 +113,7 @@ describe.each([
 
   it('connection broken after the body was written, no status: resent once after SEND_UNKNOWN_WAIT_MS', async () => {
     const p = patient();
-    const before = await readMetrics(bot, [POSSIBLE_DUPLICATES, REPLIED_TURNS]);
+    const before = await bot.metrics([POSSIBLE_DUPLICATES, REPLIED_TURNS]);
     bot.graph.enqueue({ kind: 'destroy-after-body' });
     expect((await bot.post(textPayload({ from: p.from, text: p.text }))).status).toBe(200);
     await waitUntil('the resend', () => attemptsOf(p.reply).length >= 2, 30_000);
@@ -164,7 +125,7 @@ describe.each([
     // The 'sending' mark is written right before the first send: the resend waits from there.
     expect(gaps(attempts)[0]).toBeGreaterThanOrEqual(SEND_UNKNOWN_WAIT_MS - 100);
     expect(bot.sentTexts(p.from)).toEqual([p.reply]);
-    expect(await metricDeltas(bot, before)).toEqual({ [POSSIBLE_DUPLICATES]: 1, [REPLIED_TURNS]: 1 });
+    expect(await bot.metricDeltas(before)).toEqual({ [POSSIBLE_DUPLICATES]: 1, [REPLIED_TURNS]: 1 });
   }, 60_000);
 
   it('131056 (pair rate) delays only that recipient, 4^n seconds; another chat is answered meanwhile', async () => {
@@ -223,7 +184,7 @@ describe.each([
 
   it('130429 then success: retried after a backoff, one reply delivered', async () => {
     const p = patient();
-    const before = await readMetrics(bot, [POSSIBLE_DUPLICATES]);
+    const before = await bot.metrics([POSSIBLE_DUPLICATES]);
     bot.graph.enqueue({ kind: 'graph-error', code: 130429, message: 'Rate limit hit' });
     await bot.post(textPayload({ from: p.from, text: p.text }));
     await waitUntil('the retry', () => bot.sentTexts(p.from).length > 0, 30_000);
@@ -234,12 +195,12 @@ describe.each([
     expect(gaps(attempts)[0]).toBeGreaterThanOrEqual(700);
     expect(bot.sentTexts(p.from)).toEqual([p.reply]);
     // An error answer means "not sent": the retry is no possible duplicate.
-    expect(await metricDeltas(bot, before)).toEqual({ [POSSIBLE_DUPLICATES]: 0 });
+    expect(await bot.metricDeltas(before)).toEqual({ [POSSIBLE_DUPLICATES]: 0 });
   }, 60_000);
 
   it('HTTP 500 then success: one reply delivered (a 5xx may have been accepted: resent after the wait)', async () => {
     const p = patient();
-    const before = await readMetrics(bot, [POSSIBLE_DUPLICATES]);
+    const before = await bot.metrics([POSSIBLE_DUPLICATES]);
     bot.graph.enqueue({ kind: 'status', httpStatus: 500 });
     await bot.post(textPayload({ from: p.from, text: p.text }));
     await waitUntil('the retry', () => bot.sentTexts(p.from).length > 0, 30_000);
@@ -249,12 +210,12 @@ describe.each([
     expect(attempts.map((a) => a.behaviour)).toEqual(['status', 'ok']);
     expect(gaps(attempts)[0]).toBeGreaterThanOrEqual(SEND_UNKNOWN_WAIT_MS - 100);
     expect(bot.sentTexts(p.from)).toEqual([p.reply]);
-    expect(await metricDeltas(bot, before)).toEqual({ [POSSIBLE_DUPLICATES]: 1 });
+    expect(await bot.metricDeltas(before)).toEqual({ [POSSIBLE_DUPLICATES]: 1 });
   }, 60_000);
 
   it('131026 (permanent): one attempt, no retry storm, dead-lettered', async () => {
     const p = patient();
-    const before = await readMetrics(bot, [deadLetters('send_permanent'), DEAD_TURNS]);
+    const before = await bot.metrics([deadLetters('send_permanent'), DEAD_TURNS]);
     bot.graph.enqueue({ kind: 'graph-error', code: 131026, message: 'Message undeliverable' });
     await bot.post(textPayload({ from: p.from, text: p.text }));
     await bot.graph.waitForSends(1, 30_000);
@@ -265,14 +226,14 @@ describe.each([
     expect(attemptsOf(p.reply).map((a) => a.behaviour)).toEqual(['graph-error']);
     expect(bot.graph.sends()).toHaveLength(1);
     expect(bot.sentTexts(p.from)).toEqual([]);
-    expect(await metricDeltas(bot, before)).toEqual({ [deadLetters('send_permanent')]: 1, [DEAD_TURNS]: 1 });
+    expect(await bot.metricDeltas(before)).toEqual({ [deadLetters('send_permanent')]: 1, [DEAD_TURNS]: 1 });
     expect(await deadEntries(p.from)).toEqual([expect.objectContaining({ reason: 'send_permanent', code: 131026 })]);
   }, 60_000);
 
   it('131047 (window closed): dead-lettered as window_closed, escalated, the chat flagged', async () => {
     const p = patient();
     const ESCALATED = 'tawasul_escalations_total{trigger="window_closed"}';
-    const before = await readMetrics(bot, [deadLetters('window_closed'), ESCALATED, DEAD_TURNS]);
+    const before = await bot.metrics([deadLetters('window_closed'), ESCALATED, DEAD_TURNS]);
     bot.graph.enqueue({ kind: 'graph-error', code: 131047, message: 'Re-engagement message' });
     await bot.post(textPayload({ from: p.from, text: p.text }));
     await bot.graph.waitForSends(1, 30_000);
@@ -280,7 +241,7 @@ describe.each([
 
     expect(attemptsOf(p.reply).map((a) => a.behaviour)).toEqual(['graph-error']);
     expect(bot.graph.sends()).toHaveLength(1);
-    expect(await metricDeltas(bot, before)).toEqual({
+    expect(await bot.metricDeltas(before)).toEqual({
       [deadLetters('window_closed')]: 1,
       [ESCALATED]: 1,
       [DEAD_TURNS]: 1,
@@ -300,8 +261,8 @@ describe.each([
     });
     await bot.post(textPayload({ from: p.from, text: p.text }));
     await bot.graph.waitForSends(1, 30_000);
-    await waitUntil('the config alert', async () => (await readMetrics(bot, [ALERT]))[ALERT] === 1, 10_000);
-    expect((await readMetricsPerWorker(bot, [ALERT])).map((m) => m[ALERT]).sort()).toEqual([0, 0, 1]);
+    await waitUntil('the config alert', async () => (await bot.metrics([ALERT]))[ALERT] === 1, 10_000);
+    expect((await bot.metricsPerWorker([ALERT])).map((m) => m[ALERT]).sort()).toEqual([0, 0, 1]);
     // Configuration errors back off from 30 s: the same part goes out once the token works again.
     await waitUntil('the reply', () => bot.sentTexts(p.from).length > 0, 90_000);
     await bot.waitQuiet();

@@ -123,17 +123,39 @@ export class BotCluster {
     return false;
   }
 
-  async metric(name: string, labels = ''): Promise<number> {
-    let total = 0;
-    for (const worker of this.workers) {
-      const text = await (await fetch(`${worker.url}/metrics`)).text();
-      for (const line of text.split('\n')) {
-        if (line.startsWith(`${name}${labels ? `{${labels}}` : ''} `) || (!labels && line.startsWith(`${name}{`))) {
-          total += Number(line.split(' ').pop());
+  /** Each series (`name` or `name{label="v"}`, exactly as printed) read from every worker process. */
+  async metricsPerWorker(series: readonly string[]): Promise<Record<string, number>[]> {
+    return Promise.all(
+      this.workers.map(async (worker) => {
+        const totals: Record<string, number> = Object.fromEntries(series.map((s) => [s, 0]));
+        const text = await (await fetch(`${worker.url}/metrics`)).text();
+        for (const line of text.split('\n')) {
+          if (line.startsWith('#')) continue;
+          const space = line.lastIndexOf(' ');
+          const name = line.slice(0, space);
+          if (name in totals) totals[name] += Number(line.slice(space + 1));
         }
-      }
-    }
-    return total;
+        return totals;
+      }),
+    );
+  }
+
+  /** Each series summed over the worker processes. */
+  async metrics(series: readonly string[]): Promise<Record<string, number>> {
+    const perWorker = await this.metricsPerWorker(series);
+    return Object.fromEntries(series.map((s) => [s, perWorker.reduce((sum, m) => sum + m[s], 0)]));
+  }
+
+  /** One series summed over the worker processes: `metric('x_total', 'kind="a"')` reads `x_total{kind="a"}`. */
+  async metric(name: string, labels = ''): Promise<number> {
+    const series = labels ? `${name}{${labels}}` : name;
+    return (await this.metrics([series]))[series];
+  }
+
+  /** How much each series of `before` (a metrics() reading) grew since. */
+  async metricDeltas(before: Record<string, number>): Promise<Record<string, number>> {
+    const after = await this.metrics(Object.keys(before));
+    return Object.fromEntries(Object.keys(before).map((k) => [k, after[k] - before[k]]));
   }
 
   async close(): Promise<void> {
