@@ -1,6 +1,7 @@
 import { RedisConversationStore } from '../../src/conversation/redis-conversation.store';
 import { AppLogger } from '../../src/logging/app-logger';
 import { RedisConnections } from '../../src/redis/redis-connections.service';
+import { DedupStore } from '../../src/dedup/dedup.store';
 import { BotCluster } from '../utils/bot-cluster';
 import { envelope, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';
 
@@ -214,5 +215,34 @@ describe('worker turns with three worker processes', () => {
     } finally {
       await connections.onApplicationShutdown();
     }
+  });
+
+  it('the sweeper answers a message whose wake-up was lost', async () => {
+    const from = '971500000111';
+    const lane = `c.100000000000001.${from}`;
+    // Exactly what the receiver's atomic step stores, without the best-effort wake-up that follows.
+    const store = bot.receiver.app.get(DedupStore, { strict: false });
+    const message = textMessage({ from, text: 'lost wake-up' });
+    const [result] = await store.ingest(
+      [
+        {
+          key: `m:${String(message.id)}`,
+          lane,
+          kind: 'message',
+          receivedAt: Date.now(),
+          phoneNumberId: '100000000000001',
+          raw: message,
+        },
+      ],
+      [],
+    );
+    expect(result.outcome).toBe(1);
+    // Pending for longer than the sweeper's grace (2 leases + 5 s), with no job anywhere.
+    await bot.redis.zadd(bot.receiver.keys.pending, 'XX', Date.now() - 60_000, lane);
+    const jobs = await bot.turnsQueue.getJobs(['waiting', 'active', 'delayed']);
+    expect(jobs.filter((job) => job?.data?.lane === lane)).toEqual([]);
+    await bot.graph.waitForSends(1, 30_000);
+    await bot.waitQuiet();
+    expect(bot.sentTexts(from)).toEqual(['Echo: lost wake-up']);
   });
 });
