@@ -26,6 +26,11 @@ export class AppConfig {
     return `{${this.env.REDIS_PREFIX}}`;
   }
 
+  /** Chatwoot takes hand-overs (SPEC §4.13); without it a hand-over is a timed pause. */
+  get chatwootEnabled(): boolean {
+    return this.env.CHATWOOT_BASE_URL !== undefined;
+  }
+
   get clusterNodes(): { host: string; port: number }[] {
     if (!this.env.REDIS_CLUSTER_NODES) return [];
     return this.env.REDIS_CLUSTER_NODES.split(',').map((hp) => {

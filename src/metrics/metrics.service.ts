@@ -112,6 +112,40 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly chatwootRequests = new Counter({
+    name: 'tawasul_chatwoot_requests_total',
+    help: 'Requests to the Chatwoot API by operation and outcome (ok, unavailable, config, not_found, rejected)',
+    labelNames: ['operation', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly agentReplies = new Counter({
+    name: 'tawasul_agent_replies_total',
+    help: 'Agent replies from Chatwoot: relayed to the patient, or not sendable (a private note says why)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly escalationNotices = new Counter({
+    name: 'tawasul_escalation_notices_total',
+    help: 'Notices POSTed to ESCALATION_WEBHOOK_URL by outcome (ok, retried, failed)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  /** Read at scrape time; set by whoever can answer it (the desk lane). */
+  deskBacklogSource?: () => Promise<number | undefined>;
+
+  readonly deskBacklog: Gauge = new Gauge({
+    name: 'tawasul_desk_backlog',
+    help: 'Hand-over steps, mirrored messages and notices waiting to reach Chatwoot or the escalation webhook',
+    registers: [this.registry],
+    collect: async () => {
+      const backlog = await this.deskBacklogSource?.();
+      if (backlog !== undefined) this.deskBacklog.set(backlog);
+    },
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     for (const outcome of ['accepted', 'duplicate', 'ignored', 'unauthorized', 'invalid', 'unavailable'] as const) {
