@@ -3,6 +3,7 @@ import { type AppRole } from './app-role';
 import { type AppConfig } from './config/app-config';
 import { AppConfigModule } from './config/config.module';
 import { ConversationModule } from './conversation/conversation.module';
+import { EscalationModule } from './escalation/escalation.module';
 import { HealthModule } from './health/health.module';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
@@ -29,6 +30,7 @@ export class AppModule {
         MetricsModule.forRoot({ servePublicly: config.env.MANAGEMENT_PORT === undefined }),
         WebhookModule.forRole(role),
         ConversationModule.forRole(role),
+        EscalationModule.forRole(role, config),
       ],
     };
   }

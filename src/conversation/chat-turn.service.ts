@@ -11,7 +11,11 @@ import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
 import { ConversationStore } from './conversation.store';
+import { EscalationTriggers, interactiveIdsOf } from '../escalation/escalation-triggers';
+import { AgentTurnService, WINDOW_MS } from './agent-turn.service';
 import { DeadLetters } from './dead-letters';
+import { deskItems, type DeskStep } from './desk-steps';
+import { HandoverPlanner } from './handover-planner';
 import { interpretMessage, planTurn, type TurnPlan } from './inbound-content';
 import { LlmStep } from './llm-step';
 import { ReplySender } from './reply-sender';
@@ -20,12 +24,14 @@ import {
   type ChatState,
   type Handoff,
   type HistoryEntry,
+  type LaneSnapshot,
   type Lease,
   type StoredReply,
+  type TurnEscalation,
   type TurnMeta,
 } from './turn.types';
 
-const WINDOW_MS = 24 * 60 * 60 * 1000;
+type CommitOutcome = 'replied' | 'skipped' | 'dead_lettered' | 'escalated';
 
 interface TurnContext {
   lease: Lease;
@@ -40,9 +46,10 @@ interface TurnContext {
 }
 
 /**
- * One chat turn (SPEC §4.3–12): the lane's waiting messages become one turn, answered by the LLM
- * (or a canned text), stored, sent part by part, and committed to the chat's history — each step
- * under the lane's fencing token. Every wait parks the turn with a "not before" time.
+ * One chat turn (SPEC §4.3–13): the lane's waiting messages become one turn, answered by the LLM
+ * (or a canned text), or handed to a human; stored, sent part by part, and committed to the chat's
+ * history — each step under the lane's fencing token. Every wait parks the turn with a "not
+ * before" time. A turn of Chatwoot events (agents' replies) runs through AgentTurnService.
  */
 @Injectable()
 export class ChatTurnService {
@@ -54,6 +61,9 @@ export class ChatTurnService {
     private readonly sender: ReplySender,
     private readonly canned: CannedMessages,
     private readonly deadLetters: DeadLetters,
+    private readonly triggers: EscalationTriggers,
+    private readonly planner: HandoverPlanner,
+    private readonly agentTurns: AgentTurnService,
     private readonly metrics: MetricsService,
     private readonly hasher: LogHasher,
     private readonly config: AppConfig,
@@ -65,6 +75,7 @@ export class ChatTurnService {
   async run(lease: Lease): Promise<RunOutcome> {
     const snapshot = await this.store.join(lease);
     if (!snapshot) return LOST;
+    if (snapshot.items[0]?.kind === 'chatwoot') return this.runAgentTurn(lease, snapshot);
     const items = snapshot.items.filter((item) => item.kind === 'message');
     if (items.length === 0) return finished(await this.store.finish(lease, lease.lane));
     const turn = snapshot.turn ?? {
@@ -107,25 +118,37 @@ export class ChatTurnService {
   private async decideReply(ctx: TurnContext): Promise<RunOutcome | undefined> {
     const { lease, turn, plan } = ctx;
     const lastInbound = Math.max(ctx.state.lastInboundTs ?? 0, plan.lastTimestamp);
+    // A human has the chat: the bot stays quiet, keeps the history and mirrors the messages.
+    if (ctx.handoff.state === 'human') return this.commit(ctx, undefined, 'skipped', {}, true);
     const answerable = plan.texts.length > 0 || plan.onlyMedia || plan.onlyResend;
     if (!answerable) return this.commit(ctx, undefined, 'skipped');
-    // A human has the chat: the bot stays quiet and keeps the history (the escalation issue mirrors
-    // these messages into Chatwoot).
-    if (ctx.handoff.state === 'human') return this.commit(ctx, undefined, 'skipped');
     if (Date.now() - lastInbound * 1000 > WINDOW_MS) {
       // Free-form replies are impossible outside the window; the re-engagement path comes with the
       // window issue. Flag the chat, answer nothing, and keep the history.
       this.metrics.escalations.inc({ trigger: 'window_closed' });
       return this.commit(ctx, undefined, 'skipped', { windowClosed: true });
     }
+    // Checked before any LLM call: a triggering message never reaches the LLM.
+    const match = this.triggers.check(
+      plan.texts.map((t) => t.text),
+      ctx.items.flatMap((item) => interactiveIdsOf(item.raw)),
+    );
+    if (match) return this.escalate(ctx, { trigger: match.trigger, matched: match.matched, pause: true });
     let reply: StoredReply;
     if (plan.texts.length > 0) {
       const step = await this.llmStep.run(ctx);
       if (step.kind === 'outcome') return step.outcome;
-      reply =
-        step.kind === 'reply'
-          ? this.replyOf('llm', this.withoutMarker(step.text, ctx.language))
-          : this.replyOf('canned', step.text);
+      if (step.kind === 'exhausted') {
+        if (this.config.chatwootEnabled) return this.escalate(ctx, { trigger: 'exhausted', pause: true });
+        turn.escalation = { trigger: 'exhausted', pause: false };
+        reply = this.replyOf('canned', step.text);
+      } else if (step.text.includes(this.config.env.LLM_HANDOFF_MARKER)) {
+        // The marker is never sent; what the LLM said besides it goes out before the handoff text.
+        const rest = step.text.split(this.config.env.LLM_HANDOFF_MARKER).join('').trim();
+        return this.escalate(ctx, { trigger: 'marker', pause: true }, rest);
+      } else {
+        reply = this.replyOf('llm', step.text);
+      }
     } else {
       reply = this.replyOf(
         'canned',
@@ -134,6 +157,34 @@ export class ChatTurnService {
     }
     turn.reply = reply;
     return (await this.store.saveTurn(lease, turn, true)) ? undefined : LOST;
+  }
+
+  /** The turn hands the chat over: its reply is the handoff message (after `preface`, if any). */
+  private async escalate(ctx: TurnContext, escalation: TurnEscalation, preface = ''): Promise<RunOutcome | undefined> {
+    const handoff = this.cannedText('handoff', ctx.language);
+    ctx.turn.escalation = escalation;
+    ctx.turn.reply = this.replyOf('canned', preface ? `${preface}\n\n${handoff}` : handoff);
+    return (await this.store.saveTurn(ctx.lease, ctx.turn, true)) ? undefined : LOST;
+  }
+
+  private async runAgentTurn(lease: Lease, snapshot: LaneSnapshot): Promise<RunOutcome> {
+    const prepared = await this.agentTurns.prepare(lease, snapshot);
+    if (!prepared) return LOST;
+    const { turn } = prepared;
+    const step = await this.sender.sendParts(lease, turn, this.agentTurns.recipient(lease));
+    switch (step.kind) {
+      case 'lost':
+        return LOST;
+      case 'defer':
+        return this.agentTurns.defer(lease, turn, step.at);
+      case 'failed':
+        this.agentTurns.markUnsent(turn, step.error);
+        break;
+      case 'done':
+        break;
+    }
+    const { handoff } = await this.store.readChat(lease.lane);
+    return this.agentTurns.commit(lease, turn, snapshot, handoff);
   }
 
   private async deliver(ctx: TurnContext): Promise<RunOutcome> {
@@ -155,12 +206,12 @@ export class ChatTurnService {
       }
       case 'done': {
         const real = turn.reply?.kind === 'llm';
-        return this.commit(
-          ctx,
-          turn.reply,
-          turn.attempts >= this.config.env.LLM_MAX_ATTEMPTS ? 'dead_lettered' : 'replied',
-          real ? { holding: false, windowClosed: false } : {},
-        );
+        const outcome: CommitOutcome = turn.escalation?.pause
+          ? 'escalated'
+          : turn.attempts >= this.config.env.LLM_MAX_ATTEMPTS
+            ? 'dead_lettered'
+            : 'replied';
+        return this.commit(ctx, turn.reply, outcome, real ? { holding: false, windowClosed: false } : {});
       }
     }
   }
@@ -168,8 +219,9 @@ export class ChatTurnService {
   private async commit(
     ctx: TurnContext,
     reply: StoredReply | undefined,
-    outcome: 'replied' | 'skipped' | 'dead_lettered',
+    outcome: CommitOutcome,
     extraState: Partial<ChatState> = {},
+    mirror = false,
   ): Promise<RunOutcome> {
     const now = Date.now();
     const history: HistoryEntry[] = [];
@@ -188,16 +240,48 @@ export class ChatTurnService {
     const name = [...ctx.items].reverse().find((item) => item.contact?.name)?.contact?.name;
     if (name) state.name = name;
     if (ctx.plan.lastTimestamp > (ctx.state.lastInboundTs ?? 0)) state.lastInboundTs = ctx.plan.lastTimestamp;
-    const result = await this.store.finish(ctx.lease, ctx.lease.lane, { history, state });
+    const steps = await this.handoverSteps(ctx, history, name ?? ctx.state.name, mirror);
+    if (!steps) return LOST;
+    const desk = deskItems(ctx.lease.lane, steps);
+    const result = await this.store.finish(ctx.lease, ctx.lease.lane, { history, state, desk });
     if (result !== 'lost' && ctx.plan.numberChange) await this.moveChat(ctx, ctx.plan.numberChange);
     if (result !== 'lost') {
       this.metrics.turns.inc({ outcome });
+      if (ctx.turn.escalation) this.metrics.escalations.inc({ trigger: ctx.turn.escalation.trigger });
       this.logger.info(
-        { chat: this.hasher.hash(ctx.lease.lane), turn: ctx.turn.id, outcome, attempts: ctx.turn.attempts },
+        {
+          chat: this.hasher.hash(ctx.lease.lane),
+          turn: ctx.turn.id,
+          outcome,
+          attempts: ctx.turn.attempts,
+          trigger: ctx.turn.escalation?.trigger,
+        },
         'turn finished',
       );
     }
-    return finished(result);
+    return finished(result, desk?.lane);
+  }
+
+  /**
+   * A hand-over pauses the bot (fenced) and queues its desk steps; a paused chat's messages are
+   * mirrored. Undefined when the lease was lost.
+   */
+  private async handoverSteps(
+    ctx: TurnContext,
+    entries: HistoryEntry[],
+    name: string | undefined,
+    mirror: boolean,
+  ): Promise<DeskStep[] | undefined> {
+    const { lease, turn } = ctx;
+    if (mirror) return this.planner.mirrorSteps(ctx.items);
+    const escalation = turn.escalation;
+    if (!escalation) return [];
+    if (escalation.pause) {
+      const since = Date.now();
+      const paused = await this.store.setHandoff(lease, lease.lane, { state: 'human', since }, this.planner.pauseSeconds);
+      if (!paused) return undefined;
+    }
+    return this.planner.handoverSteps(lease.lane, turn.id, escalation, [...ctx.history, ...entries], name);
   }
 
   private replyOf(kind: StoredReply['kind'], text: string): StoredReply {
@@ -222,18 +306,6 @@ export class ChatTurnService {
     } finally {
       await this.store.release(lease);
     }
-  }
-
-  /**
-   * LLM_HANDOFF_MARKER is never sent to the patient. The hand-over itself (Chatwoot, pause) comes
-   * with the escalation issue; until then the marker is counted and the rest of the reply goes out.
-   */
-  private withoutMarker(text: string, language: Language): string {
-    const marker = this.config.env.LLM_HANDOFF_MARKER;
-    if (!text.includes(marker)) return text;
-    this.metrics.escalations.inc({ trigger: 'marker' });
-    const rest = text.split(marker).join('').trim();
-    return rest || this.cannedText('handoff', language);
   }
 
   private cannedText(key: CannedKey, language: Language): string {

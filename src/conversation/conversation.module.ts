@@ -2,11 +2,15 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { type AppRole, consumesJobs } from '../app-role';
 import { BspModule } from '../bsp/bsp.module';
 import { DedupModule } from '../dedup/dedup.module';
+import { EscalationDeskModule } from '../escalation/escalation.module';
 import { LlmModule } from '../llm/llm.module';
 import { QueueModule } from '../queue/queue.module';
+import { AgentTurnService } from './agent-turn.service';
 import { ChatTurnService } from './chat-turn.service';
 import { ConversationStore } from './conversation.store';
 import { DeadLetters } from './dead-letters';
+import { DeskLaneService } from './desk-lane.service';
+import { HandoverPlanner } from './handover-planner';
 import { LaneRunner } from './lane-runner';
 import { LlmStep } from './llm-step';
 import { RedisConversationStore } from './redis-conversation.store';
@@ -22,10 +26,13 @@ export class ConversationModule {
     if (!consumesJobs(role)) return { module: ConversationModule };
     return {
       module: ConversationModule,
-      imports: [QueueModule, DedupModule, LlmModule, BspModule],
+      imports: [QueueModule, DedupModule, LlmModule, BspModule, EscalationDeskModule],
       providers: [
         { provide: ConversationStore, useClass: RedisConversationStore },
         ChatTurnService,
+        AgentTurnService,
+        HandoverPlanner,
+        DeskLaneService,
         LlmStep,
         ReplySender,
         StatusService,

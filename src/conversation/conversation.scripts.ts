@@ -24,16 +24,33 @@ return 1
  * KEYS: lease, lane hash, inbox, turn items. ARGV: fence.
  * Moves the inbox into the turn in flight unless its reply is already decided ('locked'): messages
  * that arrive while a turn waits (debounce, backoff) join it; later ones wait for the next turn.
+ * A turn holds one class of items: patient messages, or events from Chatwoot. Only the inbox's
+ * leading items of the turn's class join, so an agent's reply and the patient's messages are
+ * handled in the order they arrived, each by its own kind of turn.
  * Returns false when the lease is lost, else { turn meta or '', items… }.
  */
 export const JOIN = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local function class(raw)
+  local ok, item = pcall(cjson.decode, raw)
+  if ok and type(item) == 'table' and item.kind == 'chatwoot' then return 'a' end
+  return 'm'
+end
 if not redis.call('HGET', KEYS[2], 'locked') then
-  local items = redis.call('LRANGE', KEYS[3], 0, -1)
-  for i = 1, #items, 500 do
-    redis.call('RPUSH', KEYS[4], unpack(items, i, math.min(i + 499, #items)))
+  local head = redis.call('LINDEX', KEYS[4], 0) or redis.call('LINDEX', KEYS[3], 0)
+  if head then
+    local cls = class(head)
+    local items = redis.call('LRANGE', KEYS[3], 0, -1)
+    local take = 0
+    for i = 1, #items do
+      if class(items[i]) ~= cls then break end
+      take = i
+    end
+    for i = 1, take, 500 do
+      redis.call('RPUSH', KEYS[4], unpack(items, i, math.min(i + 499, take)))
+    end
+    if take > 0 then redis.call('LTRIM', KEYS[3], take, -1) end
   end
-  if #items > 0 then redis.call('DEL', KEYS[3]) end
 end
 local meta = redis.call('HGET', KEYS[2], 'turn') or ''
 local result = { meta }
@@ -75,9 +92,11 @@ return 1
 `;
 
 /**
- * Commits a finished turn. KEYS: lease, lane hash, inbox, turn items, pending, history, chat state.
- * ARGV: fence, lane, history max, history TTL s, chat state TTL s, N, N history entries, then
- * field/value pairs for the chat state. Returns 0 lease lost, 1 done (lane idle), 2 more waiting.
+ * Commits a finished turn. KEYS: lease, lane hash, inbox, turn items, pending, history, chat state,
+ * desk inbox, desk backlog. ARGV: fence, lane, history max, history TTL s, chat state TTL s, N, N
+ * history entries, M, M desk items, desk lane, now ms, then field/value pairs for the chat state.
+ * The desk items (hand-over steps, mirrors) are queued on the chat's desk lane in the same step,
+ * so a retried turn never queues them twice. Returns 0 lease lost, 1 done (lane idle), 2 more waiting.
  */
 export const FINISH = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -87,8 +106,15 @@ if n > 0 then
   redis.call('LTRIM', KEYS[6], -tonumber(ARGV[3]), -1)
   redis.call('EXPIRE', KEYS[6], ARGV[4])
 end
-if #ARGV >= 7 + n then
-  redis.call('HSET', KEYS[7], unpack(ARGV, 7 + n, #ARGV))
+local m = tonumber(ARGV[7 + n])
+if m > 0 then
+  redis.call('RPUSH', KEYS[8], unpack(ARGV, 8 + n, 7 + n + m))
+  redis.call('ZADD', KEYS[5], 'NX', ARGV[9 + n + m], ARGV[8 + n + m])
+  redis.call('INCRBY', KEYS[9], m)
+end
+local fields = 10 + n + m
+if #ARGV >= fields then
+  redis.call('HSET', KEYS[7], unpack(ARGV, fields, #ARGV))
   redis.call('EXPIRE', KEYS[7], ARGV[5])
 end
 redis.call('DEL', KEYS[4])
@@ -132,5 +158,32 @@ end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 3, #ARGV))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+`;
+
+/**
+ * KEYS: lease, desk record. ARGV: fence, record TTL s, field/value pairs.
+ * Marks a desk post as in flight (its outcome unknown until it is shifted off).
+ */
+export const DESK_MARK = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3, #ARGV))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+`;
+
+/**
+ * A desk step is done. KEYS: lease, turn items, desk record, desk backlog, own-message key.
+ * ARGV: fence, record TTL s, own-message TTL s (0: none), then field/value pairs for the record.
+ * Drops the step from the turn, clears the in-flight mark, records the ids Chatwoot gave us.
+ */
+export const DESK_SHIFT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if not redis.call('LPOP', KEYS[2]) then return 1 end
+redis.call('HDEL', KEYS[3], 'posting')
+if #ARGV >= 4 then redis.call('HSET', KEYS[3], unpack(ARGV, 4, #ARGV)) end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[2]) end
+if tonumber(redis.call('DECR', KEYS[4])) < 0 then redis.call('SET', KEYS[4], 0) end
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[5], '1', 'EX', ARGV[3]) end
 return 1
 `;

@@ -13,6 +13,16 @@ export interface TurnCommit {
   history: HistoryEntry[];
   /** Chat state fields to set (others kept). */
   state: Partial<ChatState>;
+  /** Steps queued on the chat's desk lane in the same atomic commit (JSON items). */
+  desk?: { lane: string; items: string[] };
+}
+
+/** What the desk lane knows of a chat's Chatwoot side. */
+export interface DeskRecord {
+  contactId?: string;
+  conversationId?: string;
+  /** The source_id of a post in flight whose outcome is unknown. */
+  posting?: string;
 }
 
 /**
@@ -50,5 +60,18 @@ export abstract class ConversationStore {
    * state 'bot'. Fenced like every turn write.
    */
   abstract setHandoff(lease: Lease, chat: string, handoff: Handoff, ttlSeconds: number): Promise<boolean>;
+  /** The desk record of a chat (desk lanes only write it). */
+  abstract readDesk(chat: string): Promise<DeskRecord>;
+  /** Marks a desk post in flight before it is made (fenced). */
+  abstract markDeskPosting(lease: Lease, chat: string, sourceId: string): Promise<boolean>;
+  /**
+   * The desk lane's head step is done: drops it, clears the in-flight mark, sets `record` fields
+   * (an empty string clears one), and remembers `ownMessageId` as a Chatwoot message we created.
+   */
+  abstract shiftDesk(lease: Lease, chat: string, record: Partial<DeskRecord>, ownMessageId?: string): Promise<boolean>;
+  /** Which of these Chatwoot message ids this app created. */
+  abstract ownDeskMessages(ids: readonly string[]): Promise<Set<string>>;
+  /** Desk steps waiting across all chats. */
+  abstract deskBacklog(): Promise<number>;
   abstract readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }>;
 }

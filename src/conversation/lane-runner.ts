@@ -4,8 +4,10 @@ import { AppConfig } from '../config/app-config';
 import { WakeUpService } from '../dedup/wake-up.service';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
+import { laneKind } from '../queue/queue.constants';
 import { ChatTurnService } from './chat-turn.service';
 import { ConversationStore } from './conversation.store';
+import { DeskLaneService } from './desk-lane.service';
 import { StatusService } from './status.service';
 import { type RunOutcome } from './turn-outcome';
 import { type Lease } from './turn.types';
@@ -24,6 +26,7 @@ export class LaneRunner {
     private readonly store: ConversationStore,
     private readonly chats: ChatTurnService,
     private readonly statuses: StatusService,
+    private readonly desks: DeskLaneService,
     private readonly wakeUps: WakeUpService,
     private readonly hasher: LogHasher,
     private readonly config: AppConfig,
@@ -41,10 +44,20 @@ export class LaneRunner {
     }
     const lease = await this.store.acquire(lane);
     if (!lease) return this.afterLeaseLapses(lane);
-    const outcome = await this.withHeartbeat(lease, () =>
-      lane.startsWith('s.') ? this.statuses.run(lease) : this.chats.run(lease),
-    );
+    const outcome = await this.withHeartbeat(lease, () => this.run(lease));
     await this.rearm(lease, outcome);
+  }
+
+  private run(lease: Lease): Promise<RunOutcome> {
+    const kind = laneKind(lease.lane);
+    switch (kind) {
+      case 'chat':
+        return this.chats.run(lease);
+      case 'status':
+        return this.statuses.run(lease);
+      case 'desk':
+        return this.desks.run(lease);
+    }
   }
 
   /**
@@ -68,9 +81,13 @@ export class LaneRunner {
       case 'deferred':
         await this.wakeUps.wake([{ lane, tag: `n${outcome.at}`, at: outcome.at }]);
         return;
-      case 'finished':
-        if (outcome.result === 'more') await this.wakeUps.wake([{ lane, tag: `f${fence}` }]);
+      case 'finished': {
+        // Tagged with this lane's fence: unique per commit, never the id of a job running there.
+        const others = (outcome.wake ?? []).map((other) => ({ lane: other, tag: `w${lane[0]}${fence}` }));
+        if (outcome.result === 'more') others.push({ lane, tag: `f${fence}` });
+        if (others.length > 0) await this.wakeUps.wake(others);
         return;
+      }
     }
   }
 

@@ -18,7 +18,7 @@ import { type TurnMeta } from './turn.types';
 
 export type LlmStepResult =
   | { kind: 'reply'; text: string }
-  /** LLM attempts exhausted: the apology goes out instead (the escalation issue hands over here). */
+  /** LLM attempts exhausted: the apology text, used when no human desk takes the chat over. */
   | { kind: 'exhausted'; text: string }
   | { kind: 'outcome'; outcome: RunOutcome };
 
@@ -82,6 +82,7 @@ export class LlmStep {
   private request(ctx: TurnContext): LlmRequest {
     const request = buildLlmRequest({
       systemPrompt: this.prompt.prompt,
+      // An agent's words are the clinic's side of the conversation: the LLM sees them as assistant.
       history: ctx.history.map((h) => ({
         role: h.role === 'user' ? ('user' as const) : ('assistant' as const),
         text: h.text,
@@ -102,12 +103,15 @@ export class LlmStep {
     if (!(await this.sendHoldingOnce(ctx))) return { kind: 'outcome', outcome: LOST };
     const tooOld = Date.now() - turn.startedAt > 60 * 60 * 1000;
     if (turn.attempts >= this.config.env.LLM_MAX_ATTEMPTS || tooOld) {
-      this.metrics.escalations.inc({ trigger: 'exhausted' });
-      await this.deadLetters.record('llm_exhausted', lease.lane, {
-        turn: turn.id,
-        kind: err.kind,
-        attempts: turn.attempts,
-      });
+      // With Chatwoot a human takes the turn over; without, the apology goes out and the turn is
+      // given up visibly (SPEC §4.13).
+      if (!this.config.chatwootEnabled) {
+        await this.deadLetters.record('llm_exhausted', lease.lane, {
+          turn: turn.id,
+          kind: err.kind,
+          attempts: turn.attempts,
+        });
+      }
       turn.attempts = Math.max(turn.attempts, this.config.env.LLM_MAX_ATTEMPTS);
       return { kind: 'exhausted', text: this.canned.text('apology', ctx.language) };
     }

@@ -4,8 +4,20 @@ import { type IngestItem } from '../dedup/ingest-item';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-connections';
-import { ConversationStore, type TurnCommit } from './conversation.store';
-import { ACQUIRE, DEFER, FINISH, HANDOFF, JOIN, MOVE_CHAT, RELEASE, RENEW, SAVE } from './conversation.scripts';
+import { ConversationStore, type DeskRecord, type TurnCommit } from './conversation.store';
+import {
+  ACQUIRE,
+  DEFER,
+  DESK_MARK,
+  DESK_SHIFT,
+  FINISH,
+  HANDOFF,
+  JOIN,
+  MOVE_CHAT,
+  RELEASE,
+  RENEW,
+  SAVE,
+} from './conversation.scripts';
 import {
   type ChatState,
   type Handoff,
@@ -29,12 +41,17 @@ const SCRIPTS = {
   tsFinish: FINISH,
   tsMoveChat: MOVE_CHAT,
   tsHandoff: HANDOFF,
+  tsDeskMark: DESK_MARK,
+  tsDeskShift: DESK_SHIFT,
 };
 const DAY_S = 86400;
 /** Lane hashes keep the fence counter; they outlive any plausible stalled worker. */
 const LANE_TTL_S = 30 * DAY_S;
 /** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (SPEC §5). */
 const HANDOFF_MAX_S = 7 * DAY_S;
+/** The desk record outlives the longest hand-over; own-message marks outlive any late webhook. */
+const DESK_RECORD_TTL_S = 30 * DAY_S;
+const DESK_OWN_TTL_S = 30 * DAY_S;
 
 /** ConversationStore on Redis, over the worker connection (no command timeout: BullMQ's kind). */
 @Injectable()
@@ -133,13 +150,17 @@ export class RedisConversationStore extends ConversationStore {
       this.keys.pending,
       this.keys.history(chatKey),
       this.keys.chat(chatKey),
+      this.keys.inbox(commit?.desk?.lane ?? lane),
+      this.keys.deskBacklog,
     ];
     const { HISTORY_MAX_MESSAGES, CONVERSATION_TTL_SECONDS } = this.config.env;
     const history = (commit?.history ?? []).map((entry) => JSON.stringify(entry));
     // The window needs the last inbound time for at least 24 h, whatever the history retention.
     const stateTtl = Math.max(CONVERSATION_TTL_SECONDS, DAY_S + 3600);
     const args: (string | number)[] = [fence, lane, HISTORY_MAX_MESSAGES, CONVERSATION_TTL_SECONDS, stateTtl];
-    args.push(history.length, ...history, ...stateFields(commit?.state ?? {}));
+    const desk = commit?.desk?.items ?? [];
+    args.push(history.length, ...history, desk.length, ...desk, commit?.desk?.lane ?? '', Date.now());
+    args.push(...stateFields(commit?.state ?? {}));
     const result = Number(await this.run('tsFinish', keys, args));
     return result === 0 ? 'lost' : result === 2 ? 'more' : 'idle';
   }
@@ -161,6 +182,44 @@ export class RedisConversationStore extends ConversationStore {
     if (handoff.conversationId) fields.push('conversationId', handoff.conversationId);
     const keys = [this.keys.lease(lease.lane), this.keys.handoff(chat)];
     return (await this.run('tsHandoff', keys, [lease.fence, ttl, ...fields])) === 1;
+  }
+
+  async readDesk(chat: string): Promise<DeskRecord> {
+    const fields = await this.client.hgetall(this.keys.desk(chat));
+    return {
+      contactId: fields.contactId || undefined,
+      conversationId: fields.conversationId || undefined,
+      posting: fields.posting || undefined,
+    };
+  }
+
+  async markDeskPosting(lease: Lease, chat: string, sourceId: string): Promise<boolean> {
+    const keys = [this.keys.lease(lease.lane), this.keys.desk(chat)];
+    return (await this.run('tsDeskMark', keys, [lease.fence, DESK_RECORD_TTL_S, 'posting', sourceId])) === 1;
+  }
+
+  async shiftDesk(lease: Lease, chat: string, record: Partial<DeskRecord>, ownMessageId?: string): Promise<boolean> {
+    const keys = [
+      this.keys.lease(lease.lane),
+      this.keys.turnItems(lease.lane),
+      this.keys.desk(chat),
+      this.keys.deskBacklog,
+      this.keys.deskOwn(ownMessageId ?? 'none'),
+    ];
+    const fields: string[] = [];
+    for (const [key, value] of Object.entries(record)) if (value !== undefined) fields.push(key, value);
+    const args = [lease.fence, DESK_RECORD_TTL_S, ownMessageId ? DESK_OWN_TTL_S : 0, ...fields];
+    return (await this.run('tsDeskShift', keys, args)) === 1;
+  }
+
+  async ownDeskMessages(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const found = await this.client.mget(...ids.map((id) => this.keys.deskOwn(id)));
+    return new Set(ids.filter((_, i) => found[i] !== null));
+  }
+
+  async deskBacklog(): Promise<number> {
+    return Number(await this.client.get(this.keys.deskBacklog)) || 0;
   }
 
   async readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }> {

@@ -18,7 +18,8 @@ export interface HistoryEntry {
 
 /** The reply of the turn in flight, stored before anything is sent (SPEC §4.9). */
 export interface StoredReply {
-  kind: 'llm' | 'canned';
+  /** `agent`: agents' replies relayed from Chatwoot. */
+  kind: 'llm' | 'canned' | 'agent';
   text: string;
   parts: string[];
   /** wamid per part once Meta confirmed it. */
@@ -42,6 +43,32 @@ export interface TurnMeta {
   /** 131056 failures, for the 4^n pair-rate delay. */
   pairRateFailures: number;
   reply?: StoredReply;
+  /** The turn hands the chat over (decided with its reply, so a retried turn does the same). */
+  escalation?: TurnEscalation;
+  /** An agent turn: which parts of the reply carry which agent message. */
+  agentMessages?: AgentMessage[];
+}
+
+export type EscalationTriggerKind = 'keyword' | 'human_request' | 'marker' | 'exhausted';
+
+export interface TurnEscalation {
+  trigger: EscalationTriggerKind;
+  /** What matched (keywords, phrase), for the agents' private note only. */
+  matched?: string[];
+  /** False when nothing pauses the bot (LLM exhaustion without Chatwoot: apology, notice only). */
+  pause: boolean;
+}
+
+export interface AgentMessage {
+  /** Chatwoot's message id and conversation (display id). */
+  id: string;
+  conversationId: string;
+  text: string;
+  /** Its parts in the reply: [first, first + count). */
+  first: number;
+  count: number;
+  /** Why it was not sent, when it was not (window closed, a permanent Meta error). */
+  unsent?: string;
 }
 
 export interface ChatState {

@@ -4,8 +4,11 @@ export interface IngestItem {
   key: string;
   /** The lane (chat or status stream) whose turn handles it. */
   lane: string;
-  /** What the worker does with it. */
-  kind: 'message' | 'status';
+  /**
+   * What the worker does with it: a patient's message, a delivery status, an event from Chatwoot
+   * (an agent's reply, a resolved conversation), or a step the chat owes the desk (desk lanes).
+   */
+  kind: 'message' | 'status' | 'chatwoot' | 'desk';
   /** Arrival time at the receiver (ms since epoch). */
   receivedAt: number;
   /** The business number it belongs to. */

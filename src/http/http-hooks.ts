@@ -4,7 +4,8 @@ import { type MetricsService } from '../metrics/metrics.service';
 import { type WebhookAuth } from '../webhook/webhook-auth';
 import { webhookMetricsHook, webhookPreBodyHook } from '../webhook/webhook-route.hooks';
 
-const RAW_BODY = 'rawJsonBody';
+/** Route config flag (`@RouteConfig({ [RAW_BODY]: true })`): the handler gets the JSON body as raw bytes. */
+export const RAW_BODY = 'rawJsonBody';
 const isWebhookIngest = (method: string | string[], url: string): boolean =>
   url === '/webhook' && (method === 'POST' || (Array.isArray(method) && method.includes('POST')));
 

@@ -112,6 +112,13 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly chatwootWebhooks = new Counter({
+    name: 'tawasul_chatwoot_webhooks_total',
+    help: 'Chatwoot webhook requests by outcome (accepted, duplicate, ignored, unauthorized, invalid, unavailable)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly chatwootRequests = new Counter({
     name: 'tawasul_chatwoot_requests_total',
     help: 'Requests to the Chatwoot API by operation and outcome (ok, unavailable, config, not_found, rejected)',

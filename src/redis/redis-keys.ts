@@ -58,6 +58,24 @@ export class RedisKeys {
     return `${this.root}:chat:${chat}:handoff`;
   }
 
+  /**
+   * What the desk lane knows of a chat's Chatwoot side (hash): contact and conversation ids, and the
+   * post in flight whose outcome is not known yet.
+   */
+  desk(chat: string): string {
+    return `${this.root}:chat:${chat}:desk`;
+  }
+
+  /** A Chatwoot message this app created: never relayed back to WhatsApp. */
+  deskOwn(messageId: string): string {
+    return `${this.root}:cwown:${messageId}`;
+  }
+
+  /** How many desk steps wait across every chat (a counter, for the backlog gauge). */
+  get deskBacklog(): string {
+    return `${this.root}:desk:backlog`;
+  }
+
   /** Outbound message record by wamid (which chat, turn and part; status; cost). */
   outbound(wamid: string): string {
     return `${this.root}:out:${wamid}`;
