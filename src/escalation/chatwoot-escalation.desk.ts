@@ -44,6 +44,8 @@ interface FoundContact {
 /** Contacts whose name, email or phone merely contain the digits also match a search: look a little further. */
 const MAX_SEARCH_PAGES = 5;
 const LIVE_STATUSES = new Set(['open', 'pending']);
+/** Routes every Chatwoot has and that name no record of ours: a 404 there is a wrong base URL, account or inbox. */
+const CONFIG_404 = new Set<ChatwootOperation>(['contact_search', 'contact_create']);
 const AGENT_OPTIONS: http.AgentOptions = { keepAlive: true, timeout: 15_000, maxSockets: 64, maxFreeSockets: 8 };
 
 /**
@@ -111,23 +113,18 @@ export class ChatwootEscalationDesk extends EscalationDesk implements OnApplicat
       // Not in Chatwoot's OpenAPI description, but its MessageBuilder stores it (findMessage, echo filter).
       source_id: post.sourceId,
     };
-    return this.call('message_create', 'POST', `${conversationPath(conversationId)}/messages`, body, (data) =>
-      idOf(asRecord(data)),
-    );
+    return this.post('message_create', `${conversationPath(conversationId)}/messages`, body, ownId);
   }
 
   async findMessage(conversationId: string, sourceId: string): Promise<string | undefined> {
-    const messages = await this.call('message_list', 'GET', `${conversationPath(conversationId)}/messages`, undefined, listOf);
+    const messages = await this.get('message_list', `${conversationPath(conversationId)}/messages`, listOf);
     const match = messages.find((m) => m.source_id === sourceId);
     return match ? idOf(match) : undefined;
   }
 
   async openConversation(conversationId: string): Promise<void> {
-    const body = { status: 'open' };
-    const status = await this.call('toggle_status', 'POST', `${conversationPath(conversationId)}/toggle_status`, body, (d) => {
-      const payload = asRecord(asRecord(d)?.payload);
-      return payload ? String(payload.current_status) : undefined;
-    });
+    const url = `${conversationPath(conversationId)}/toggle_status`;
+    const status = await this.post('toggle_status', url, { status: 'open' }, currentStatus);
     this.logger.debug({ conversationId, status }, 'chatwoot conversation opened');
   }
 
@@ -147,7 +144,7 @@ export class ChatwootEscalationDesk extends EscalationDesk implements OnApplicat
     for (let page = 1; page <= MAX_SEARCH_PAGES; page++) {
       const query = new URLSearchParams({ q: waId });
       if (page > 1) query.set('page', String(page));
-      const { contacts, count } = await this.call('contact_search', 'GET', `/contacts/search?${query}`, undefined, searchPage);
+      const { contacts, count } = await this.get('contact_search', `/contacts/search?${query.toString()}`, searchPage);
       for (const contact of contacts) {
         if (contact.identifier === `wa:${waId}`) return this.foundContact(contact, waId);
         if (!byPhone && contact.phone_number === `+${waId}`) byPhone = this.foundContact(contact, waId);
@@ -179,9 +176,7 @@ export class ChatwootEscalationDesk extends EscalationDesk implements OnApplicat
       custom_attributes: { wa_id: waId },
     };
     try {
-      const id = await this.call('contact_create', 'POST', '/contacts', body, (data) =>
-        idOf(asRecord(asRecord(asRecord(data)?.payload)?.contact)),
-      );
+      const id = await this.post('contact_create', '/contacts', body, createdContactId);
       this.logger.debug({ contactId: id }, 'chatwoot contact created');
       // The contact inbox Chatwoot made here has a random source_id; ours (the wa_id) comes next.
       return { id, linked: false };
@@ -197,12 +192,12 @@ export class ChatwootEscalationDesk extends EscalationDesk implements OnApplicat
   /** Find-or-create in Chatwoot (contact, inbox, source_id): repeating it creates nothing. */
   private async linkContactInbox(contactId: string, waId: string): Promise<void> {
     const body = { inbox_id: this.inboxId, source_id: waId };
-    await this.call('contact_inbox', 'POST', `/contacts/${contactId}/contact_inboxes`, body, asRecord);
+    await this.post('contact_inbox', `/contacts/${contactId}/contact_inboxes`, body, asRecord);
   }
 
   /** The newest open or pending conversation of the contact in our inbox: what makes a retry safe. */
   private async findLiveConversation(contactId: string): Promise<string | undefined> {
-    const all = await this.call('contact_conversations', 'GET', `/contacts/${contactId}/conversations`, undefined, listOf);
+    const all = await this.get('contact_conversations', `/contacts/${contactId}/conversations`, listOf);
     const live = all
       .filter((c) => Number(c.inbox_id) === this.inboxId && LIVE_STATUSES.has(String(c.status)))
       .sort((a, b) => activityOf(b) - activityOf(a) || Number(b.id) - Number(a.id));
@@ -219,9 +214,22 @@ export class ChatwootEscalationDesk extends EscalationDesk implements OnApplicat
       additional_attributes: { wa_phone_number_id: contact.phoneNumberId },
       custom_attributes: { handover_reason: reason },
     };
-    const id = await this.call('conversation_create', 'POST', '/conversations', body, (d) => idOf(asRecord(d)));
+    const id = await this.post('conversation_create', '/conversations', body, ownId);
     this.logger.debug({ contactId, conversationId: id }, 'chatwoot conversation created');
     return id;
+  }
+
+  private get<T>(operation: ChatwootOperation, url: string, read: (data: unknown) => T | undefined): Promise<T> {
+    return this.call(operation, 'GET', url, undefined, read);
+  }
+
+  private post<T>(
+    operation: ChatwootOperation,
+    url: string,
+    body: object,
+    read: (data: unknown) => T | undefined,
+  ): Promise<T> {
+    return this.call(operation, 'POST', url, body, read);
   }
 
   /** One request: counted, mapped to a DeskError unless 2xx, and read by `read` (undefined = malformed). */
@@ -243,7 +251,7 @@ export class ChatwootEscalationDesk extends EscalationDesk implements OnApplicat
     } catch (err) {
       throw this.failed(operation, 'unavailable', transportCode(err));
     }
-    const kind = kindOf(response.status);
+    const kind = response.status === 404 && CONFIG_404.has(operation) ? 'config' : kindOf(response.status);
     if (kind) throw this.failed(operation, kind, `HTTP ${response.status}`, response.status, response.data);
     const value = read(response.data);
     if (value === undefined) throw this.failed(operation, 'unavailable', 'malformed answer', response.status);
@@ -293,6 +301,21 @@ function transportCode(err: unknown): string {
 
 function asRecord(value: unknown): Json | undefined {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Json) : undefined;
+}
+
+/** The `id` of an answer that is the created record itself (conversation, message). */
+function ownId(data: unknown): string | undefined {
+  return idOf(asRecord(data));
+}
+
+/** Contact create answers `{ payload: { contact: { id, … }, contact_inbox } }`. */
+function createdContactId(data: unknown): string | undefined {
+  return idOf(asRecord(asRecord(asRecord(data)?.payload)?.contact));
+}
+
+function currentStatus(data: unknown): string | undefined {
+  const payload = asRecord(asRecord(data)?.payload);
+  return payload ? String(payload.current_status) : undefined;
 }
 
 function idOf(record: Json | undefined): string | undefined {

@@ -107,7 +107,11 @@ const ROUTES: { method: string; pattern: RegExp; operation: ChatwootOperation }[
   { method: 'GET', pattern: new RegExp(`^${PREFIX}/contacts/search$`), operation: 'contact_search' },
   { method: 'POST', pattern: new RegExp(`^${PREFIX}/contacts$`), operation: 'contact_create' },
   { method: 'POST', pattern: new RegExp(`^${PREFIX}/contacts/(\\d+)/contact_inboxes$`), operation: 'contact_inbox' },
-  { method: 'GET', pattern: new RegExp(`^${PREFIX}/contacts/(\\d+)/conversations$`), operation: 'contact_conversations' },
+  {
+    method: 'GET',
+    pattern: new RegExp(`^${PREFIX}/contacts/(\\d+)/conversations$`),
+    operation: 'contact_conversations',
+  },
   { method: 'POST', pattern: new RegExp(`^${PREFIX}/conversations$`), operation: 'conversation_create' },
   { method: 'POST', pattern: new RegExp(`^${PREFIX}/conversations/(\\d+)/messages$`), operation: 'message_create' },
   { method: 'GET', pattern: new RegExp(`^${PREFIX}/conversations/(\\d+)/messages$`), operation: 'message_list' },
@@ -267,7 +271,8 @@ export class FakeChatwootServer {
   }): FakeConversation {
     const inboxId = seed.inboxId ?? this.inboxId;
     const sourceId = seed.sourceId ?? randomUUID();
-    if (!this.contactInbox(inboxId, sourceId)) this.state.contactInboxes.push({ contactId: seed.contactId, inboxId, sourceId });
+    if (!this.contactInbox(inboxId, sourceId))
+      this.state.contactInboxes.push({ contactId: seed.contactId, inboxId, sourceId });
     const conversation = this.addConversation(seed.contactId, inboxId, sourceId, seed.status ?? 'open', {
       additional_attributes: seed.additionalAttributes,
     });
@@ -284,7 +289,9 @@ export class FakeChatwootServer {
     const conversation = this.findConversation(conversationId);
     if (!conversation) throw new Error(`fake chatwoot: no conversation ${conversationId}`);
     const type = message.messageType ?? 'outgoing';
-    return { ...this.addMessage(conversation, message.content, type, message.private ?? false, message.sourceId ?? null) };
+    return {
+      ...this.addMessage(conversation, message.content, type, message.private ?? false, message.sourceId ?? null),
+    };
   }
 
   /** An agent changes the status in the UI (no request recorded). */
@@ -295,10 +302,11 @@ export class FakeChatwootServer {
     this.changed();
   }
 
-  /** Forgets state, requests and faults; ids start again (contacts 101, conversations 1, messages 1000). */
+  /** Forgets state, requests and faults; ids and seq start again (contacts 101, conversations 1, messages 1000). */
   reset(): void {
     this.state = emptyState();
     this.requests.length = 0;
+    this.seq = 0;
     this.faults = [];
     this.down = false;
   }
@@ -334,7 +342,11 @@ export class FakeChatwootServer {
   }
 
   /** Resolves with the recorded requests (of `operation`, if given) once there are at least `n`. */
-  async waitForRequests(n: number, operation?: ChatwootOperation, timeoutMs = 5000): Promise<RecordedChatwootRequest[]> {
+  async waitForRequests(
+    n: number,
+    operation?: ChatwootOperation,
+    timeoutMs = 5000,
+  ): Promise<RecordedChatwootRequest[]> {
     const matching = (): RecordedChatwootRequest[] => (operation ? this.requestsOf(operation) : this.requests);
     await this.waitFor(() => matching().length >= n, timeoutMs, `${n} ${operation ?? ''} requests`);
     return matching();
@@ -363,12 +375,11 @@ export class FakeChatwootServer {
     if (!route) return this.answer(res, record, NOT_FOUND);
     const denied = this.authorize(record, Number(params[0]));
     if (denied) return this.answer(res, record, denied);
+    const perform = (): Answer => this.handlers[route.operation](params.slice(1), record);
     const fault = this.takeFault(route.operation);
-    if (!fault || fault.afterEffect) {
-      const answer = this.handlers[route.operation](params.slice(1), record);
-      if (!fault) return this.answer(res, record, answer);
-    }
-    this.applyFault(fault!, req, res, record);
+    if (!fault) return this.answer(res, record, perform());
+    if (fault.afterEffect) perform();
+    this.applyFault(fault, req, res, record);
   }
 
   private async record(req: IncomingMessage): Promise<RecordedChatwootRequest> {
@@ -463,7 +474,9 @@ export class FakeChatwootServer {
         ([c.name, c.email, c.phoneNumber].some((v) => v?.toLowerCase().includes(needle)) || c.identifier?.includes(q)),
     );
     const page = Math.max(1, Number(query.page ?? 1) || 1);
-    const payload = matches.slice((page - 1) * SEARCH_PAGE_SIZE, page * SEARCH_PAGE_SIZE).map((c) => this.contactJson(c));
+    const payload = matches
+      .slice((page - 1) * SEARCH_PAGE_SIZE, page * SEARCH_PAGE_SIZE)
+      .map((c) => this.contactJson(c));
     return { status: 200, body: { meta: { count: matches.length, current_page: query.page ?? 1 }, payload } };
   }
 
@@ -496,7 +509,8 @@ export class FakeChatwootServer {
       ['email', 'email', 'Email'],
     ] as const) {
       const value = blankToNull(params[attr]);
-      if (value && this.state.contacts.some((c) => c[field] === value)) errors.push([attr, `${label} has already been taken`]);
+      if (value && this.state.contacts.some((c) => c[field] === value))
+        errors.push([attr, `${label} has already been taken`]);
     }
     if (errors.length === 0) return undefined;
     return { status: 422, body: { message: errors.map((e) => e[1]).join(', '), attributes: errors.map((e) => e[0]) } };
@@ -559,11 +573,18 @@ export class FakeChatwootServer {
     const conversation = this.findConversation(conversationId);
     if (!conversation) return NOT_FOUND;
     const type = params.message_type ?? 'outgoing';
-    if (!MESSAGE_TYPES.includes(type)) return { status: 422, body: { message: `'${type}' is not a valid message_type` } };
+    if (!MESSAGE_TYPES.includes(type))
+      return { status: 422, body: { message: `'${type}' is not a valid message_type` } };
     if (typeof params.content !== 'string' || params.content === '') {
       return { status: 422, body: { message: "Content can't be blank", attributes: ['content'] } };
     }
-    const message = this.addMessage(conversation, params.content, type, String(params.private) === 'true', blankToNull(params.source_id));
+    const message = this.addMessage(
+      conversation,
+      params.content,
+      type,
+      String(params.private) === 'true',
+      blankToNull(params.source_id),
+    );
     return { status: 200, body: this.messageJson(message) };
   }
 
@@ -707,7 +728,12 @@ export class FakeChatwootServer {
       inbox_id: conversation.inboxId,
       uuid: `00000000-0000-4000-8000-${String(conversation.id).padStart(12, '0')}`,
       status: conversation.status,
-      meta: { sender: this.contactPushData(conversation.contactId), channel: 'Channel::Api', assignee: null, hmac_verified: false },
+      meta: {
+        sender: this.contactPushData(conversation.contactId),
+        channel: 'Channel::Api',
+        assignee: null,
+        hmac_verified: false,
+      },
       messages: last.map((m) => this.messageJson(m)),
       additional_attributes: conversation.additionalAttributes,
       custom_attributes: conversation.customAttributes,
@@ -759,12 +785,14 @@ export async function postChatwootWebhook(
 ): Promise<Response> {
   const raw = typeof payload === 'string' ? payload : JSON.stringify(payload);
   const separator = targetUrl.includes('?') ? '&' : '?';
-  const url = options.token === undefined ? targetUrl : `${targetUrl}${separator}token=${encodeURIComponent(options.token)}`;
+  const url =
+    options.token === undefined ? targetUrl : `${targetUrl}${separator}token=${encodeURIComponent(options.token)}`;
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'rest-client/2.1.0' };
   if (options.secret !== undefined) {
     const timestamp = String(options.timestamp ?? Math.floor(Date.now() / 1000));
     headers['x-chatwoot-timestamp'] = timestamp;
-    headers['x-chatwoot-signature'] = `sha256=${createHmac('sha256', options.secret).update(`${timestamp}.${raw}`).digest('hex')}`;
+    headers['x-chatwoot-signature'] =
+      `sha256=${createHmac('sha256', options.secret).update(`${timestamp}.${raw}`).digest('hex')}`;
     headers['x-chatwoot-delivery'] = options.deliveryId ?? randomUUID();
   }
   return fetch(url, { method: 'POST', headers, body: raw, signal: AbortSignal.timeout(options.timeoutMs ?? 5000) });
@@ -791,7 +819,7 @@ function body(record: RecordedChatwootRequest): Json {
 }
 
 function blankToNull(value: unknown): string | null {
-  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' && typeof value !== 'number') return null;
   const text = String(value);
   return text.trim() === '' ? null : text;
 }

@@ -213,8 +213,6 @@ function describeError(error: ErrorObject): string {
 /** jest helper: every request conforms. An empty list fails: a contract check of nothing proves nothing. */
 export function expectConformsToChatwootApi(requests: readonly (ApiRequest & { seq?: number })[]): void {
   if (requests.length === 0) throw new Error('expectConformsToChatwootApi: no requests to check');
-  const problems = requests.flatMap((r, i) =>
-    validateAgainstChatwootApi(r).map((p) => `#${r.seq ?? i + 1} ${p}`),
-  );
+  const problems = requests.flatMap((r, i) => validateAgainstChatwootApi(r).map((p) => `#${r.seq ?? i + 1} ${p}`));
   expect(problems).toEqual([]);
 }
