@@ -8,6 +8,7 @@ import { RAW_BODY } from '../http/http-hooks';
 import { AppLogger } from '../logging/app-logger';
 import { MetricsService } from '../metrics/metrics.service';
 import { exceedsNesting } from '../webhook/webhook-payload';
+import { JSON_TYPE } from '../webhook/webhook-route.hooks';
 import { ChatwootWebhookAuth } from './chatwoot-webhook.auth';
 import { parseChatwootWebhook } from './chatwoot-webhook.parser';
 
@@ -36,10 +37,14 @@ export class ChatwootWebhookController {
   @Post('webhook')
   @RouteConfig({ [RAW_BODY]: true })
   async receive(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const token = (req.query as Record<string, unknown>).token;
-    if (!this.auth.tokenOk(token) || !this.auth.signatureOk(req.headers, raw)) {
-      return this.answer(reply, 401, 'unauthorized', { error: 'invalid token or signature' });
+    if (!this.auth.tokenOk(token)) return this.answer(reply, 401, 'unauthorized', { error: 'invalid token' });
+    if (!JSON_TYPE.test(req.headers['content-type'] ?? '') || !Buffer.isBuffer(req.body)) {
+      return this.answer(reply, 415, 'invalid', { error: 'content type must be application/json' });
+    }
+    const raw = req.body;
+    if (!this.auth.signatureOk(req.headers, raw)) {
+      return this.answer(reply, 401, 'unauthorized', { error: 'invalid signature' });
     }
     let body: unknown;
     try {

@@ -9,7 +9,7 @@ export const setWebhookOutcome = (req: FastifyRequest, outcome: WebhookOutcome):
   (req as WithOutcome)[OUTCOME] = outcome;
 };
 
-const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+export const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
 function refuse(req: FastifyRequest, reply: FastifyReply, code: number, outcome: WebhookOutcome, error: string): void {
   setWebhookOutcome(req, outcome);

@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import { type Redis } from 'ioredis';
+import { FakeChatwootServer } from '../fakes/fake-chatwoot.server';
 import { FakeGraphServer } from '../fakes/fake-graph.server';
 import { FakeLlmServer } from '../fakes/fake-llm.server';
 import { TurnJob } from '../../src/queue/queue.constants';
@@ -12,7 +13,11 @@ export interface BotClusterOptions {
   workers?: number;
   /** Environment for every process (receiver and workers). */
   env?: Record<string, string | undefined>;
+  /** Start a fake Chatwoot and configure every process for it. */
+  chatwoot?: boolean;
 }
+
+export const CHATWOOT_WEBHOOK_TOKEN = 'test-chatwoot-webhook-token';
 
 /**
  * The whole bot as in production, on loopback: a fake LLM (vLLM API) and a fake Graph API, the
@@ -29,11 +34,13 @@ export class BotCluster {
     readonly graph: FakeGraphServer,
     readonly receiver: TestApp,
     readonly env: Record<string, string | undefined>,
+    private readonly fakeChatwoot?: FakeChatwootServer,
   ) {}
 
   static async start(options: BotClusterOptions = {}): Promise<BotCluster> {
     const llm = await FakeLlmServer.start();
     const graph = await FakeGraphServer.start();
+    const chatwoot = options.chatwoot ? await FakeChatwootServer.start() : undefined;
     const workers = options.workers ?? 3;
     const env: Record<string, string | undefined> = {
       REDIS_PREFIX: uniquePrefix(),
@@ -46,10 +53,17 @@ export class BotCluster {
       TURN_LEASE_MS: '3000',
       SEND_UNKNOWN_WAIT_MS: '3000',
       MARK_READ: 'false',
+      ...(chatwoot && {
+        CHATWOOT_BASE_URL: chatwoot.url,
+        CHATWOOT_API_TOKEN: chatwoot.token,
+        CHATWOOT_ACCOUNT_ID: String(chatwoot.accountId),
+        CHATWOOT_INBOX_ID: String(chatwoot.inboxId),
+        CHATWOOT_WEBHOOK_TOKEN,
+      }),
       ...options.env,
     };
     const receiver = await startTestApp({ ...env, APP_ROLE: workers > 0 ? 'receiver' : 'all' });
-    const cluster = new BotCluster(llm, graph, receiver, env);
+    const cluster = new BotCluster(llm, graph, receiver, env, chatwoot);
     await Promise.all(Array.from({ length: workers }, () => cluster.addWorker()));
     return cluster;
   }
@@ -59,6 +73,20 @@ export class BotCluster {
     await worker.waitForLive();
     this.workers.push(worker);
     return worker;
+  }
+
+  /** The fake Chatwoot (only with `chatwoot: true`). */
+  get chatwoot(): FakeChatwootServer {
+    if (!this.fakeChatwoot) throw new Error('BotCluster started without chatwoot: true');
+    return this.fakeChatwoot;
+  }
+
+  /** Chatwoot calling POST /chatwoot/webhook on the receiver. */
+  postChatwoot(payload: unknown, options: { token?: string; secret?: string } = {}): Promise<Response> {
+    return this.chatwoot.postWebhook(`${this.receiver.url}/chatwoot/webhook`, payload, {
+      token: CHATWOOT_WEBHOOK_TOKEN,
+      ...options,
+    });
   }
 
   get redis(): Redis {
@@ -163,6 +191,6 @@ export class BotCluster {
     await this.queue?.close();
     this.queueConnection?.disconnect();
     await this.receiver.close();
-    await Promise.all([this.llm.close(), this.graph.close()]);
+    await Promise.all([this.llm.close(), this.graph.close(), this.fakeChatwoot?.close()]);
   }
 }
