@@ -77,7 +77,13 @@ export class AgentTurnService {
       });
       parts.push(...split);
     }
-    turn.reply = { kind: 'agent', text: parts.join('\n'), parts, sent: parts.map(() => null), sending: parts.map(() => null) };
+    turn.reply = {
+      kind: 'agent',
+      text: parts.join('\n'),
+      parts,
+      sent: parts.map(() => null),
+      sending: parts.map(() => null),
+    };
     return (await this.store.saveTurn(lease, turn, true)) ? { turn } : undefined;
   }
 

@@ -278,7 +278,12 @@ export class ChatTurnService {
     if (!escalation) return [];
     if (escalation.pause) {
       const since = Date.now();
-      const paused = await this.store.setHandoff(lease, lease.lane, { state: 'human', since }, this.planner.pauseSeconds);
+      const paused = await this.store.setHandoff(
+        lease,
+        lease.lane,
+        { state: 'human', since },
+        this.planner.pauseSeconds,
+      );
       if (!paused) return undefined;
     }
     return this.planner.handoverSteps(lease.lane, turn.id, escalation, [...ctx.history, ...entries], name);

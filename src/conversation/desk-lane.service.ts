@@ -102,7 +102,10 @@ export class DeskLaneService implements OnModuleInit {
         return this.post(lease, chat, step, record);
       case 'activate':
         if (record.conversationId) await this.desk.openConversation(record.conversationId);
-        this.logger.info({ chat: this.hasher.hash(chat), conversation: record.conversationId }, 'hand-over in Chatwoot');
+        this.logger.info(
+          { chat: this.hasher.hash(chat), conversation: record.conversationId },
+          'hand-over in Chatwoot',
+        );
         return {};
       case 'forget':
         return record.conversationId === step.conversationId ? { record: { conversationId: '' } } : {};

@@ -60,7 +60,10 @@ export class HandoverPlanner {
         });
       }
       const note = this.note(chat, escalation, reason, name);
-      steps.push({ op: 'post', post: { content: note, direction: 'outgoing', private: true, sourceId: `n.${turnId}` } });
+      steps.push({
+        op: 'post',
+        post: { content: note, direction: 'outgoing', private: true, sourceId: `n.${turnId}` },
+      });
       steps.push({ op: 'activate' });
     }
     if (this.notifier.enabled) steps.push({ op: 'notify', trigger: escalation.trigger, reason, at: Date.now() });

@@ -5,9 +5,7 @@ import { type FinishResult } from './turn.types';
  * work on (a chat's desk lane).
  */
 export type RunOutcome =
-  | { kind: 'finished'; result: FinishResult; wake?: string[] }
-  | { kind: 'deferred'; at: number }
-  | { kind: 'lost' };
+  { kind: 'finished'; result: FinishResult; wake?: string[] } | { kind: 'deferred'; at: number } | { kind: 'lost' };
 
 export const LOST: RunOutcome = { kind: 'lost' };
 export const finished = (result: FinishResult, wake?: string): RunOutcome =>

@@ -31,8 +31,7 @@ export class ChatwootWebhookAuth {
     if (!match) return false;
     const given = Buffer.from(match[1], 'hex');
     const timestamp = header(headers, 'x-chatwoot-timestamp');
-    const signed = (prefix: string): Buffer =>
-      createHmac('sha256', secret).update(prefix).update(raw).digest();
+    const signed = (prefix: string): Buffer => createHmac('sha256', secret).update(prefix).update(raw).digest();
     const withTimestamp = timestamp !== undefined && safeEqual(given, signed(`${timestamp}.`));
     return safeEqual(given, signed('')) || withTimestamp;
   }

@@ -69,7 +69,10 @@ describe('parseChatwootWebhook', () => {
 
   it('a generated (uuid) source_id is not a WhatsApp number: the event is ignored, not misrouted', () => {
     const conversation = { meta: {}, contact_inbox: { source_id: '0b7c3a9e-1d2f-4c5b-9a8e-7f6d5c4b3a21' } };
-    expect(parseChatwootWebhook(agentReply({}, conversation), ctx)).toEqual({ kind: 'ignored', reason: 'unknown_chat' });
+    expect(parseChatwootWebhook(agentReply({}, conversation), ctx)).toEqual({
+      kind: 'ignored',
+      reason: 'unknown_chat',
+    });
   });
 
   it.each([
@@ -83,7 +86,10 @@ describe('parseChatwootWebhook', () => {
 
   it('a lane id can never carry a colon or a foreign shape', () => {
     const conversation = { meta: { sender: { identifier: 'wa:97150:0001' } }, contact_inbox: { source_id: 'a:b' } };
-    expect(parseChatwootWebhook(agentReply({}, conversation), ctx)).toEqual({ kind: 'ignored', reason: 'unknown_chat' });
+    expect(parseChatwootWebhook(agentReply({}, conversation), ctx)).toEqual({
+      kind: 'ignored',
+      reason: 'unknown_chat',
+    });
   });
 
   it('conversation resolved: one item per resolution, the same one for a redelivery', () => {
@@ -102,7 +108,10 @@ describe('parseChatwootWebhook', () => {
     expect(first.kind === 'event' && first.item.raw).toEqual({ event: 'resolved', conversationId: '42' });
     expect(first.kind === 'event' && first.item.key).toBe(again.kind === 'event' && again.item.key);
     expect(first.kind === 'event' && first.item.key).not.toBe(later.kind === 'event' && later.item.key);
-    expect(parseChatwootWebhook({ ...resolved(1), status: 'open' }, ctx)).toEqual({ kind: 'ignored', reason: 'status' });
+    expect(parseChatwootWebhook({ ...resolved(1), status: 'open' }, ctx)).toEqual({
+      kind: 'ignored',
+      reason: 'status',
+    });
   });
 
   it('an object without an event is ignored', () => {

@@ -3,9 +3,7 @@ import { chatLane } from '../queue/queue.constants';
 import { type ChatwootEvent } from './chatwoot-event';
 
 export type ParsedChatwootWebhook =
-  | { kind: 'event'; item: IngestItem }
-  | { kind: 'ignored'; reason: string }
-  | { kind: 'invalid'; reason: string };
+  { kind: 'event'; item: IngestItem } | { kind: 'ignored'; reason: string } | { kind: 'invalid'; reason: string };
 
 export interface ChatwootWebhookContext {
   /** CHATWOOT_INBOX_ID when the receiver knows it: events of other inboxes are not ours. */

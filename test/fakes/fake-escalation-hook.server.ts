@@ -9,27 +9,29 @@ export class FakeEscalationHook {
   readonly received: { status: number; body: any }[] = [];
   private readonly statuses: number[] = [];
 
-  private constructor(private readonly server: http.Server) {}
+  private readonly server: http.Server;
 
-  static async start(): Promise<FakeEscalationHook> {
-    let hook: FakeEscalationHook | undefined;
-    const server = http.createServer((req, res) => {
+  private constructor() {
+    this.server = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const status = hook!.statuses.shift() ?? 200;
+        const status = this.statuses.shift() ?? 200;
         let body: unknown;
         try {
           body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
         } catch {
           body = undefined;
         }
-        hook!.received.push({ status, body });
+        this.received.push({ status, body });
         res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
       });
     });
-    hook = new FakeEscalationHook(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  }
+
+  static async start(): Promise<FakeEscalationHook> {
+    const hook = new FakeEscalationHook();
+    await new Promise<void>((resolve) => hook.server.listen(0, '127.0.0.1', resolve));
     return hook;
   }
 
