@@ -215,6 +215,35 @@ describe('hand-over to Chatwoot', () => {
     expect(await bot.metric('tawasul_agent_replies_total', 'outcome="relayed"')).toBeGreaterThanOrEqual(1);
   });
 
+  it('patient messages and an agent reply waiting together are handled in arrival order, each by its own turn', async () => {
+    const from = nextSender();
+    await bot.post(textPayload({ from, text: 'I need a human agent' }));
+    const { id } = await handedOver(from, 3);
+    bot.graph.reset();
+    const before = bot.chatwoot.messagesOf(id).length;
+    // Freeze the workers so that all three wait in the chat's inbox together.
+    for (const worker of bot.workers) worker.kill('SIGSTOP');
+    try {
+      await bot.post(textPayload({ from, text: 'before the agent' }));
+      await bot.postChatwoot(agentMessage({ conversationId: id, content: 'Agent here.', waId: from }));
+      await bot.post(textPayload({ from, text: 'after the agent' }));
+    } finally {
+      for (const worker of bot.workers) worker.kill('SIGCONT');
+    }
+    await bot.chatwoot.waitForMessages(id, before + 2, 30_000);
+    await bot.graph.waitForSends(1, 30_000);
+    await bot.waitQuiet();
+    expect(bot.sentTexts(from)).toEqual(['Agent here.']);
+    const history = await bot.redis.lrange(bot.receiver.keys.history(`c.${TEST_PHONE_NUMBER_ID}.${from}`), -3, -1);
+    expect(
+      history.map((raw) => JSON.parse(raw) as { role: string; text: string }).map((h) => [h.role, h.text]),
+    ).toEqual([
+      ['user', 'before the agent'],
+      ['agent', 'Agent here.'],
+      ['user', 'after the agent'],
+    ]);
+  }, 60_000);
+
   it('resolved: the bot answers again, with the agent’s words in its context', async () => {
     const from = nextSender();
     await bot.post(textPayload({ from, text: 'I want to speak to a human' }));
