@@ -26,7 +26,7 @@ export class AppConfig {
     return `{${this.env.REDIS_PREFIX}}`;
   }
 
-  /** Chatwoot takes hand-overs (SPEC §4.13); without it a hand-over is a timed pause. */
+  /** Chatwoot takes hand-overs (docs/handover.md); without it a hand-over is a timed pause. */
   get chatwootEnabled(): boolean {
     return this.env.CHATWOOT_BASE_URL !== undefined;
   }

@@ -46,7 +46,7 @@ interface TurnContext {
 }
 
 /**
- * One chat turn (SPEC §4.3–13): the lane's waiting messages become one turn, answered by the LLM
+ * One chat turn: the lane's waiting messages become one turn, answered by the LLM
  * (or a canned text), or handed to a human; stored, sent part by part, and committed to the chat's
  * history — each step under the lane's fencing token. Every wait parks the turn with a "not
  * before" time. A turn of Chatwoot events (agents' replies) runs through AgentTurnService.

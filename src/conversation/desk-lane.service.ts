@@ -14,7 +14,7 @@ import { type DeskStep } from './desk-steps';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
 import { type Lease } from './turn.types';
 
-/** A step the desk refuses, or that waited longer than this, is dead-lettered (SPEC §4.3: an hour). */
+/** A step the desk refuses, or that waited longer than this, is dead-lettered: an outage of up to an hour is waited out. */
 const GIVE_UP_MS = 60 * 60 * 1000;
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 60_000;

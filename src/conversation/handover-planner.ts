@@ -7,7 +7,7 @@ import { type DeskStep } from './desk-steps';
 import { interpretMessage, type Inbound } from './inbound-content';
 import { type HistoryEntry, type TurnEscalation } from './turn.types';
 
-/** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (SPEC §5). */
+/** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (docs/handover.md). */
 export const HANDOFF_MAX_SECONDS = 7 * 86400;
 
 const REASONS: Record<TurnEscalation['trigger'], string> = {

@@ -104,7 +104,7 @@ export class LlmStep {
     const tooOld = Date.now() - turn.startedAt > 60 * 60 * 1000;
     if (turn.attempts >= this.config.env.LLM_MAX_ATTEMPTS || tooOld) {
       // With Chatwoot a human takes the turn over; without, the apology goes out and the turn is
-      // given up visibly (SPEC §4.13).
+      // given up visibly (docs/handover.md).
       if (!this.config.chatwootEnabled) {
         await this.deadLetters.record('llm_exhausted', lease.lane, {
           turn: turn.id,

@@ -47,7 +47,7 @@ const SCRIPTS = {
 const DAY_S = 86400;
 /** Lane hashes keep the fence counter; they outlive any plausible stalled worker. */
 const LANE_TTL_S = 30 * DAY_S;
-/** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (SPEC §5). */
+/** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (docs/handover.md). */
 const HANDOFF_MAX_S = 7 * DAY_S;
 /** The desk record outlives the longest hand-over; own-message marks outlive any late webhook. */
 const DESK_RECORD_TTL_S = 30 * DAY_S;

@@ -49,7 +49,7 @@ const CONFIG_404 = new Set<ChatwootOperation>(['contact_search', 'contact_create
 const AGENT_OPTIONS: http.AgentOptions = { keepAlive: true, timeout: 15_000, maxSockets: 64, maxFreeSockets: 8 };
 
 /**
- * EscalationDesk over Chatwoot's Application API (PROTOCOLS.md §7.2). Every call is one or more
+ * EscalationDesk over Chatwoot's Application API (docs/handover.md §5). Every call is one or more
  * plain requests with no retries of its own; statuses are mapped to DeskError kinds here.
  * Idempotence comes from looking before creating: contacts by identifier `wa:<waId>` (or phone),
  * contact inboxes are find-or-create in Chatwoot, conversations by the contact's open/pending list.

@@ -14,7 +14,7 @@ const SIGNATURE = /^sha256=([0-9a-fA-F]{64})$/;
  * CHATWOOT_WEBHOOK_SECRET the X-Chatwoot-Signature of signing versions (4.11.2+ for account
  * webhooks, 4.13+ for API inboxes): `sha256=` HMAC-SHA256 of `<X-Chatwoot-Timestamp>.<raw body>`.
  * The bare raw body is accepted as the signed string too: the exact format differs between
- * releases (docs/integrations.md), and either way only the secret's holder can produce it.
+ * releases (docs/handover.md §2), and either way only the secret's holder can produce it.
  */
 export class ChatwootWebhookAuth {
   constructor(private readonly config: AppConfig) {}

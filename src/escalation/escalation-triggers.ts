@@ -185,7 +185,7 @@ interface Keyword extends Phrase {
 }
 
 /**
- * Decides, before any LLM call, whether a patient's turn goes to a human (SPEC §4.13): a message
+ * Decides, before any LLM call, whether a patient's turn goes to a human (docs/handover.md §1): a message
  * whose distinct keywords weigh at least ESCALATION_THRESHOLD, an explicit request for a person in
  * any message, or an interactive reply whose id asks for one. The defaults come from
  * config/escalation.json, read once at start-up; ESCALATION_KEYWORDS replaces its keywords.

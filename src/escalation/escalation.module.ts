@@ -23,7 +23,7 @@ class NoDesk extends EscalationDesk {
 }
 
 /**
- * What a worker needs to hand chats over (SPEC §4.13): the triggers, the EscalationDesk (Chatwoot's
+ * What a worker needs to hand chats over (docs/handover.md): the triggers, the EscalationDesk (Chatwoot's
  * Application API, or none), and the ESCALATION_WEBHOOK_URL notifier. The hand-over itself runs in
  * the conversation module's lanes.
  */

@@ -11,7 +11,7 @@ import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 const PAUSE_SECONDS = 4;
 
 /**
- * Without Chatwoot (SPEC §4.13): a hand-over pauses the bot for HANDOFF_PAUSE_SECONDS, then it
+ * Without Chatwoot (docs/handover.md §3): a hand-over pauses the bot for HANDOFF_PAUSE_SECONDS, then it
  * answers again by itself; ESCALATION_WEBHOOK_URL gets a notice (a keyed hash, never the number),
  * retried until the pager takes it; LLM exhaustion sends the apology, notifies, and does not pause.
  */

@@ -10,7 +10,7 @@ const HANDOFF_EN =
   'Thank you. A colleague from Demo Clinic will take over this conversation and reply to you here shortly.';
 
 /**
- * The hand-over (SPEC §4.13) with a fake Chatwoot: one receiver in this process, two worker
+ * The hand-over (docs/handover.md) with a fake Chatwoot: one receiver in this process, two worker
  * processes, real Redis. Every trigger reaches Chatwoot with the whole history, in order, and the
  * triggering message never reaches the LLM; agents' replies come back once; a resolved conversation
  * gives the chat back to the bot. Every request the app makes conforms to Chatwoot's OpenAPI.

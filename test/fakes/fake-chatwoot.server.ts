@@ -130,7 +130,7 @@ const now = (): number => Math.floor(Date.now() / 1000);
 
 /**
  * A fake of Chatwoot's Application API for hand-overs: a real HTTP server on 127.0.0.1 (random
- * port), stateful, answering with the shapes and rules of real Chatwoot (PROTOCOLS.md §7.2):
+ * port), stateful, answering with the shapes and rules of real Chatwoot (docs/handover.md §5):
  * unique identifier/phone per account (422), find-or-create contact inboxes, per-account display
  * ids, `{ meta, payload }` message pages of the newest 20, integer message_type in API answers.
  * Like Rails it accepts "5" for 5; test/utils/openapi-contract.ts holds requests to the contract.

@@ -1,7 +1,7 @@
 import { TEST_PHONE_NUMBER_ID } from './test-env';
 
 /**
- * Webhook bodies as Chatwoot sends them to an API inbox's webhook_url (PROTOCOLS.md §7.3):
+ * Webhook bodies as Chatwoot sends them to an API inbox's webhook_url (docs/handover.md §2):
  * `Message#webhook_data` / `Conversation#webhook_data` plus `event`. In webhooks message_type is a
  * string and created_at an ISO time; the conversation is nested in message events and is the top
  * level of conversation events.
