@@ -5,6 +5,7 @@ import { envelope, freshWamid, nowSeconds, textPayload } from '../utils/meta-pay
 import { waitUntil } from '../utils/spawn-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 import { type FakeMessage } from '../fakes/fake-chatwoot.server';
+import { FakeEscalationHook } from '../fakes/fake-escalation-hook.server';
 
 const HANDOFF_EN =
   'Thank you. A colleague from Demo Clinic will take over this conversation and reply to you here shortly.';
@@ -17,15 +18,22 @@ const HANDOFF_EN =
  */
 describe('hand-over to Chatwoot', () => {
   let bot: BotCluster;
+  let hook: FakeEscalationHook;
   let sender = 971500300000;
   const nextSender = (): string => String(++sender);
 
   beforeAll(async () => {
-    bot = await BotCluster.start({ workers: 2, chatwoot: true, env: { LLM_MAX_ATTEMPTS: '2' } });
+    hook = await FakeEscalationHook.start();
+    bot = await BotCluster.start({
+      workers: 2,
+      chatwoot: true,
+      env: { LLM_MAX_ATTEMPTS: '2', ESCALATION_WEBHOOK_URL: hook.url },
+    });
   }, 120_000);
 
   afterAll(async () => {
     await bot?.close();
+    await hook?.close();
   });
 
   beforeEach(() => {
@@ -89,6 +97,8 @@ describe('hand-over to Chatwoot', () => {
     expect(conversation.status).toBe('open');
     expect(conversation.additionalAttributes).toMatchObject({ wa_phone_number_id: TEST_PHONE_NUMBER_ID });
     expect(await bot.metric('tawasul_escalations_total', 'trigger="keyword"')).toBeGreaterThanOrEqual(1);
+    // The notice follows the hand-over, so it names the Chatwoot conversation.
+    await waitUntil('the notice', () => hook.accepted.some((n) => n.chatwootConversationId === String(id)), 20_000);
   });
 
   it.each([
@@ -212,6 +222,10 @@ describe('hand-over to Chatwoot', () => {
     await bot.graph.waitForSends(1, 20_000);
     await bot.waitQuiet();
     expect(bot.sentTexts(from)).toEqual(['Hello, Sara here. How can I help?']);
+    // Agent activity renews the hand-over, for at most 7 days.
+    const ttl = await bot.redis.ttl(bot.receiver.keys.handoff(`c.${TEST_PHONE_NUMBER_ID}.${from}`));
+    expect(ttl).toBeGreaterThan(7 * 86400 - 120);
+    expect(ttl).toBeLessThanOrEqual(7 * 86400);
     expect(await bot.metric('tawasul_agent_replies_total', 'outcome="relayed"')).toBeGreaterThanOrEqual(1);
   });
 

@@ -185,7 +185,12 @@ describe('worker detection (self-check)', () => {
     const app = await moduleRef.init();
     const redis = new Redis(redisUrl);
     try {
-      expect(bullWorkers(app)).toHaveLength(1);
+      const workers = bullWorkers(app);
+      expect(workers).toHaveLength(1);
+      // Closing a worker whose connections are still opening makes BullMQ emit an unhandled
+      // 'Connection is closed' error (seen on a loaded CI machine): let it finish opening first.
+      await workers[0].waitUntilReady();
+      await app.get<Queue>(getQueueToken('probe')).waitUntilReady();
       await waitUntil(
         'a consumer connection',
         async () => (await consumerConnections(redis, root)).length === 1,
