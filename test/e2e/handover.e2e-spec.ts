@@ -300,6 +300,24 @@ describe('hand-over to Chatwoot', () => {
     expect(note.content).toMatch(/Not delivered to the patient on WhatsApp: the 24-hour window is closed/);
   });
 
+  it('an agent reply WhatsApp refuses for good is not retried, and a private note says why', async () => {
+    const from = nextSender();
+    await bot.post(textPayload({ from, text: 'I need a human' }));
+    const { id } = await handedOver(from, 3);
+    bot.graph.reset();
+    bot.graph.enqueue({ kind: 'graph-error', code: 131026, message: 'Message undeliverable' });
+    const before = bot.chatwoot.messagesOf(id).length;
+    await bot.postChatwoot(agentMessage({ conversationId: id, content: 'Can you hear me?', waId: from }));
+    await bot.chatwoot.waitForMessages(id, before + 1, 20_000);
+    await bot.waitQuiet();
+    expect(bot.graph.sends()).toHaveLength(1);
+    const note = bot.chatwoot.messagesOf(id).at(-1)!;
+    expect([note.private, note.content]).toEqual([
+      true,
+      'Not delivered to the patient on WhatsApp: WhatsApp refused it (error 131026)',
+    ]);
+  });
+
   it('Chatwoot down during a hand-over, then up: one contact, one conversation, the history once, one handoff message', async () => {
     const from = nextSender();
     bot.chatwoot.down = true;
