@@ -1,4 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
+import { ApiModule } from './api/api.module';
 import { type AppRole } from './app-role';
 import { type AppConfig } from './config/app-config';
 import { AppConfigModule } from './config/config.module';
@@ -9,6 +10,7 @@ import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { QueueModule } from './queue/queue.module';
 import { RedisModule } from './redis/redis.module';
+import { ClockModule } from './time/clock';
 import { WebhookModule } from './webhook/webhook.module';
 
 @Module({})
@@ -24,6 +26,7 @@ export class AppModule {
       imports: [
         AppConfigModule.forRoot(config),
         LoggingModule,
+        ClockModule,
         RedisModule,
         QueueModule,
         HealthModule,
@@ -31,6 +34,7 @@ export class AppModule {
         WebhookModule.forRole(role),
         ConversationModule.forRole(role),
         EscalationModule.forRole(role, config),
+        ApiModule.forRole(role, config),
       ],
     };
   }

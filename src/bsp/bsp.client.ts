@@ -14,14 +14,29 @@ export interface SendTextInput {
   replyTo?: string;
 }
 
-export interface SendTemplateInput {
-  to: string;
+/** A button's dynamic part: a quick-reply payload or the variable suffix of a URL button. */
+export interface TemplateButton {
+  subType: 'quick_reply' | 'url';
+  /** The button's position in the approved template (0-based). */
+  index: number;
+  parameter: string;
+}
+
+/** An approved template and the values of its variables. */
+export interface TemplateContent {
   /** Approved template name. */
   name: string;
   /** Template language code, e.g. 'en' or 'ar' (must match an approved translation). */
   language: string;
   /** Positional body parameters ({{1}}, {{2}}, …), sent as text parameters in order. */
   bodyParameters?: string[];
+  /** Positional text parameters of a text header. */
+  headerParameters?: string[];
+  buttons?: TemplateButton[];
+}
+
+export interface SendTemplateInput extends TemplateContent {
+  to: string;
   callbackData?: string;
 }
 

@@ -46,6 +46,41 @@ describe('Cloud API bodies', () => {
     expect(bare.biz_opaque_callback_data).toBe('k');
   });
 
+  it('puts header, body and button parameters in the components Meta expects, in that order', () => {
+    const body = templateBody({
+      to: '971500000001',
+      name: 'booking_reminder',
+      language: 'en_US',
+      headerParameters: ['Dr Salma'],
+      bodyParameters: ['Ahmed', 'Fri 10:00'],
+      buttons: [
+        { subType: 'quick_reply', index: 0, parameter: 'CONFIRM_42' },
+        { subType: 'url', index: 1, parameter: 'b42' },
+      ],
+    });
+    expect(body.template).toEqual({
+      name: 'booking_reminder',
+      language: { policy: 'deterministic', code: 'en_US' },
+      components: [
+        { type: 'header', parameters: [{ type: 'text', text: 'Dr Salma' }] },
+        {
+          type: 'body',
+          parameters: [
+            { type: 'text', text: 'Ahmed' },
+            { type: 'text', text: 'Fri 10:00' },
+          ],
+        },
+        {
+          type: 'button',
+          sub_type: 'quick_reply',
+          index: '0',
+          parameters: [{ type: 'payload', payload: 'CONFIRM_42' }],
+        },
+        { type: 'button', sub_type: 'url', index: '1', parameters: [{ type: 'text', text: 'b42' }] },
+      ],
+    });
+  });
+
   it('builds mark-read with and without the typing indicator', () => {
     expect(markReadBody({ messageId: 'wamid.IN', typing: true })).toEqual({
       messaging_product: 'whatsapp',

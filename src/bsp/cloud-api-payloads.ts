@@ -32,16 +32,30 @@ export function textBody(input: SendTextInput): CloudApiBody {
 }
 
 export function templateBody(input: SendTemplateInput): CloudApiBody {
-  const parameters = input.bodyParameters ?? [];
+  const text = (values: string[]): { type: 'text'; text: string }[] =>
+    values.map((value) => ({ type: 'text', text: value }));
+  const components: Record<string, unknown>[] = [];
+  if (input.headerParameters?.length) components.push({ type: 'header', parameters: text(input.headerParameters) });
+  if (input.bodyParameters?.length) components.push({ type: 'body', parameters: text(input.bodyParameters) });
+  for (const button of input.buttons ?? []) {
+    components.push({
+      type: 'button',
+      sub_type: button.subType,
+      index: String(button.index),
+      parameters: [
+        button.subType === 'quick_reply'
+          ? { type: 'payload', payload: button.parameter }
+          : { type: 'text', text: button.parameter },
+      ],
+    });
+  }
   return {
     ...envelope(input.to, input.callbackData),
     type: 'template',
     template: {
       name: input.name,
       language: { policy: 'deterministic', code: input.language },
-      ...(parameters.length > 0
-        ? { components: [{ type: 'body', parameters: parameters.map((text) => ({ type: 'text', text })) }] }
-        : {}),
+      ...(components.length > 0 ? { components } : {}),
     },
   };
 }

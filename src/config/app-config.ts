@@ -2,6 +2,9 @@ import { createHash } from 'node:crypto';
 import { type AppRole } from '../app-role';
 import { type EnvSchema } from './env.schema';
 
+/** The business number of the sandbox when WHATSAPP_PHONE_NUMBER_ID is not set. */
+export const SANDBOX_PHONE_NUMBER_ID = 'sandbox';
+
 /** Bodies of routes other than POST /webhook stay small (SPEC §2, WEBHOOK_BODY_LIMIT). */
 export const DEFAULT_BODY_LIMIT = 102400;
 
@@ -29,6 +32,14 @@ export class AppConfig {
   /** Chatwoot takes hand-overs (docs/handover.md); without it a hand-over is a timed pause. */
   get chatwootEnabled(): boolean {
     return this.env.CHATWOOT_BASE_URL !== undefined;
+  }
+
+  /**
+   * The business number whose chats this deployment keeps: WHATSAPP_PHONE_NUMBER_ID, or, with the
+   * sandbox BSP and no number configured, the sandbox's own.
+   */
+  get phoneNumberId(): string {
+    return this.env.WHATSAPP_PHONE_NUMBER_ID ?? SANDBOX_PHONE_NUMBER_ID;
   }
 
   get clusterNodes(): { host: string; port: number }[] {

@@ -258,7 +258,9 @@ export class EnvSchema {
 
   @Transform(emptyToUndefined)
   @IsOptional()
-  @Matches(/^[a-z0-9_]+:[A-Za-z_]{2,10}$/, { message: 'must be template_name:language, e.g. reengage:en' })
+  @Matches(/^[a-z0-9_]+:[A-Za-z_]{2,10}(:(marketing|utility|authentication))?$/, {
+    message: 'must be template_name:language[:category], e.g. reengage:en or reengage:en:marketing',
+  })
   REENGAGEMENT_TEMPLATE?: string;
 
   @IsIn(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` })

@@ -10,7 +10,10 @@ import { MetricsService } from '../metrics/metrics.service';
 import { laneParts } from '../queue/queue.constants';
 import { ConversationStore } from './conversation.store';
 import { deskItems, type DeskStep } from './desk-steps';
+import { Clock } from '../time/clock';
 import { HANDOFF_MAX_SECONDS, HandoverPlanner } from './handover-planner';
+import { Reengagement, replaceUnsentWithTemplate } from './reengagement';
+import { serviceWindow } from './service-window';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
 import {
   type AgentMessage,
@@ -21,8 +24,6 @@ import {
   type Lease,
   type TurnMeta,
 } from './turn.types';
-
-export const WINDOW_MS = 24 * 60 * 60 * 1000;
 
 /**
  * A chat turn made of Chatwoot events (an agent's replies, the conversation resolved), run on the
@@ -38,6 +39,8 @@ export class AgentTurnService {
   constructor(
     private readonly store: ConversationStore,
     private readonly planner: HandoverPlanner,
+    private readonly reengagement: Reengagement,
+    private readonly clock: Clock,
     private readonly metrics: MetricsService,
     private readonly hasher: LogHasher,
     appLogger: AppLogger,
@@ -59,7 +62,7 @@ export class AgentTurnService {
     const { state } = await this.store.readChat(lease.lane);
     const messages = events.filter((e) => e.event === 'agent_message');
     const own = await this.store.ownDeskMessages(messages.map((m) => m.messageId));
-    const closed = windowClosedReason(state);
+    const closed = this.windowClosedReason(state);
     const parts: string[] = [];
     turn.agentMessages = [];
     for (const m of messages) {
@@ -84,7 +87,29 @@ export class AgentTurnService {
       sent: parts.map(() => null),
       sending: parts.map(() => null),
     };
+    // An agent writing into a closed window: the re-engagement template lets the patient reopen it.
+    const template = closed && turn.agentMessages.length > 0 ? this.reengagement.templateFor(state) : undefined;
+    if (template) {
+      turn.reply = replaceUnsentWithTemplate(turn.reply, template);
+      turn.reengagement = true;
+      for (const m of turn.agentMessages) if (m.unsent === closed) m.unsent = `${closed}${REENGAGED}`;
+    }
     return (await this.store.saveTurn(lease, turn, true)) ? { turn } : undefined;
+  }
+
+  /**
+   * WhatsApp said 131047 on an agent's reply: the re-engagement template replaces what did not go
+   * out, once per closed window. False when none is configured or it already went out.
+   */
+  async switchToTemplate(lease: Lease, turn: TurnMeta): Promise<boolean | 'lost'> {
+    if (turn.reengagement || !turn.reply) return false;
+    const { state } = await this.store.readChat(lease.lane);
+    const template = this.reengagement.templateFor(state);
+    if (!template) return false;
+    turn.reply = replaceUnsentWithTemplate(turn.reply, template);
+    turn.reengagement = true;
+    for (const m of turn.agentMessages ?? []) if (m.unsent) m.unsent += REENGAGED;
+    return (await this.store.saveTurn(lease, turn, true)) ? true : 'lost';
   }
 
   /** After the sends: the messages a permanent error stopped. */
@@ -100,7 +125,13 @@ export class AgentTurnService {
   }
 
   /** History, hand-over state and notes, committed under the lease. */
-  async commit(lease: Lease, turn: TurnMeta, snapshot: LaneSnapshot, handoff: Handoff): Promise<RunOutcome> {
+  async commit(
+    lease: Lease,
+    turn: TurnMeta,
+    snapshot: LaneSnapshot,
+    handoff: Handoff,
+    chatState: ChatState,
+  ): Promise<RunOutcome> {
     const now = Date.now();
     const history: HistoryEntry[] = [];
     const steps: DeskStep[] = [];
@@ -116,10 +147,12 @@ export class AgentTurnService {
     const next = nextHandoff(eventsOf(snapshot), turn.agentMessages ?? [], steps);
     if (next && !(await this.store.setHandoff(lease, lease.lane, next, HANDOFF_MAX_SECONDS))) return LOST;
     const desk = deskItems(lease.lane, steps);
-    const result = await this.store.finish(lease, lease.lane, { history, state: {}, desk });
+    const templateSent = turn.reengagement && turn.reply?.sent.at(-1);
+    const state = templateSent ? this.reengagement.sentState(chatState) : {};
+    const result = await this.store.finish(lease, lease.lane, { history, state, desk });
     if (result !== 'lost') {
-      const state = next?.state ?? handoff.state;
-      this.logger.info({ chat: this.hasher.hash(lease.lane), turn: turn.id, handoff: state }, 'agent turn finished');
+      const held = next?.state ?? handoff.state;
+      this.logger.info({ chat: this.hasher.hash(lease.lane), turn: turn.id, handoff: held }, 'agent turn finished');
     }
     return finished(result, desk?.lane);
   }
@@ -131,7 +164,17 @@ export class AgentTurnService {
   defer(lease: Lease, turn: TurnMeta, at: number): Promise<RunOutcome> {
     return this.store.defer(lease, at, turn).then((ok) => deferredOrLost(ok, at));
   }
+
+  private windowClosedReason(state: ChatState): string | undefined {
+    const window = serviceWindow(state.lastInboundTs, this.clock.now());
+    if (window.open) return undefined;
+    const since = window.closesAt ? ` (it closed at ${new Date(window.closesAt).toISOString()})` : '';
+    return `the 24-hour window is closed${since}; the patient must write first`;
+  }
 }
+
+const REENGAGED =
+  '. The re-engagement template went out so that the patient can answer; send your message again when they do';
 
 function eventsOf(snapshot: LaneSnapshot): ChatwootEvent[] {
   return snapshot.items.filter((item) => item.kind === 'chatwoot').map((item) => item.raw as ChatwootEvent);
@@ -153,11 +196,4 @@ function nextHandoff(events: ChatwootEvent[], relayed: AgentMessage[], steps: De
     }
   }
   return next;
-}
-
-function windowClosedReason(state: ChatState): string | undefined {
-  const last = (state.lastInboundTs ?? 0) * 1000;
-  if (Date.now() - last < WINDOW_MS) return undefined;
-  const since = last > 0 ? ` (it closed at ${new Date(last + WINDOW_MS).toISOString()})` : '';
-  return `the 24-hour window is closed${since}; the patient must write first`;
 }

@@ -4,7 +4,7 @@ import { type Logger } from 'pino';
 import { splitMessage } from '../bsp/split-message';
 import { AppConfig } from '../config/app-config';
 import { type IngestItem } from '../dedup/ingest-item';
-import { chatLane } from '../queue/queue.constants';
+import { chatLane, laneParts } from '../queue/queue.constants';
 import { CannedMessages, type CannedKey } from '../llm/canned-messages';
 import { type Language, pickLanguage } from '../llm/language';
 import { AppLogger } from '../logging/app-logger';
@@ -12,13 +12,17 @@ import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
 import { ConversationStore } from './conversation.store';
 import { EscalationTriggers, interactiveIdsOf } from '../escalation/escalation-triggers';
-import { AgentTurnService, WINDOW_MS } from './agent-turn.service';
+import { Clock } from '../time/clock';
+import { AgentTurnService } from './agent-turn.service';
+import { ApiSendTurn } from './api-send-turn';
 import { DeadLetters } from './dead-letters';
 import { deskItems, type DeskStep } from './desk-steps';
 import { HandoverPlanner } from './handover-planner';
 import { interpretMessage, planTurn, type TurnPlan } from './inbound-content';
 import { LlmStep } from './llm-step';
+import { Reengagement, replaceUnsentWithTemplate, templateReply } from './reengagement';
 import { ReplySender } from './reply-sender';
+import { serviceWindow } from './service-window';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
 import {
   type ChatState,
@@ -31,7 +35,7 @@ import {
   type TurnMeta,
 } from './turn.types';
 
-type CommitOutcome = 'replied' | 'skipped' | 'dead_lettered' | 'escalated';
+type CommitOutcome = 'replied' | 'skipped' | 'dead_lettered' | 'escalated' | 'reengaged';
 
 interface TurnContext {
   lease: Lease;
@@ -64,6 +68,9 @@ export class ChatTurnService {
     private readonly triggers: EscalationTriggers,
     private readonly planner: HandoverPlanner,
     private readonly agentTurns: AgentTurnService,
+    private readonly apiSends: ApiSendTurn,
+    private readonly reengagement: Reengagement,
+    private readonly clock: Clock,
     private readonly metrics: MetricsService,
     private readonly hasher: LogHasher,
     private readonly config: AppConfig,
@@ -75,16 +82,19 @@ export class ChatTurnService {
   async run(lease: Lease): Promise<RunOutcome> {
     const snapshot = await this.store.join(lease);
     if (!snapshot) return LOST;
-    if (snapshot.items[0]?.kind === 'chatwoot') return this.runAgentTurn(lease, snapshot);
+    switch (snapshot.items[0]?.kind) {
+      case 'chatwoot':
+        return this.runAgentTurn(lease, snapshot);
+      case 'api':
+        return this.apiSends.run(lease, snapshot);
+      case 'reengage':
+        return this.runReengage(lease, snapshot);
+      default:
+        break;
+    }
     const items = snapshot.items.filter((item) => item.kind === 'message');
     if (items.length === 0) return finished(await this.store.finish(lease, lease.lane));
-    const turn = snapshot.turn ?? {
-      id: randomUUID(),
-      startedAt: Date.now(),
-      attempts: 0,
-      sendFailures: 0,
-      pairRateFailures: 0,
-    };
+    const turn = snapshot.turn ?? newTurn();
     if (!turn.reply) {
       const due = this.debounceDue(items);
       if (due > Date.now()) return deferredOrLost(await this.store.defer(lease, due, turn), due);
@@ -122,11 +132,11 @@ export class ChatTurnService {
     if (ctx.handoff.state === 'human') return this.commit(ctx, undefined, 'skipped', {}, true);
     const answerable = plan.texts.length > 0 || plan.onlyMedia || plan.onlyResend;
     if (!answerable) return this.commit(ctx, undefined, 'skipped');
-    if (Date.now() - lastInbound * 1000 > WINDOW_MS) {
-      // Free-form replies are impossible outside the window; the re-engagement path comes with the
-      // window issue. Flag the chat, answer nothing, and keep the history.
-      this.metrics.escalations.inc({ trigger: 'window_closed' });
-      return this.commit(ctx, undefined, 'skipped', { windowClosed: true });
+    if (!serviceWindow(lastInbound, this.clock.now()).open) {
+      // Late messages (Meta redelivered them, or we were down for a day): a free-form answer
+      // would fail with 131047, so the LLM is not asked at all.
+      this.metrics.windowClosed.inc({ source: 'turn' });
+      return this.closedWindow(ctx);
     }
     // Checked before any LLM call: a triggering message never reaches the LLM.
     const match = this.triggers.check(
@@ -167,24 +177,75 @@ export class ChatTurnService {
     return (await this.store.saveTurn(ctx.lease, ctx.turn, true)) ? undefined : LOST;
   }
 
+  /**
+   * A reply meets a closed window (docs/window-and-costs.md): the re-engagement template, once per
+   * closed window, after whatever already went out; else a hand-over without a message to the
+   * patient (none can reach them), or, when a human has the chat already, only the flag.
+   * Undefined: the turn's reply was replaced and is stored; deliver it.
+   */
+  private async closedWindow(ctx: TurnContext): Promise<RunOutcome | undefined> {
+    const { lease, turn } = ctx;
+    const windowTs = Math.max(ctx.state.lastInboundTs ?? 0, ctx.plan.lastTimestamp);
+    const template = turn.reengagement
+      ? undefined
+      : this.reengagement.templateFor({ ...ctx.state, lastInboundTs: windowTs });
+    if (template) {
+      turn.reengagement = true;
+      turn.reply = turn.reply ? replaceUnsentWithTemplate(turn.reply, template) : templateReply('canned', template);
+    } else {
+      turn.reply = sentPartsOnly(turn.reply);
+      if (ctx.handoff.state === 'human' || turn.escalation?.pause) {
+        return this.commit(ctx, turn.reply, turn.escalation ? 'escalated' : 'skipped', { windowClosed: true });
+      }
+      turn.escalation = { trigger: 'window_closed', pause: true };
+    }
+    return (await this.store.saveTurn(lease, turn, true)) ? undefined : LOST;
+  }
+
+  /** A reply that WhatsApp refused later (a `failed` status with 131047) comes back here. */
+  private async runReengage(lease: Lease, snapshot: LaneSnapshot): Promise<RunOutcome> {
+    const turn = snapshot.turn ?? newTurn();
+    const { state, history, handoff } = await this.store.readChat(lease.lane);
+    const ctx: TurnContext = {
+      lease,
+      turn,
+      items: [],
+      plan: planTurn([]),
+      state,
+      history,
+      handoff,
+      language: state.language ?? 'en',
+      to: laneParts(lease.lane).sender,
+    };
+    if (!turn.reply) {
+      // The patient wrote since: the window is open again and their message gets a real answer.
+      if (serviceWindow(state.lastInboundTs, this.clock.now()).open) return this.commit(ctx, undefined, 'skipped');
+      const decided = await this.closedWindow(ctx);
+      if (decided) return decided;
+    }
+    return this.deliver(ctx);
+  }
+
   private async runAgentTurn(lease: Lease, snapshot: LaneSnapshot): Promise<RunOutcome> {
     const prepared = await this.agentTurns.prepare(lease, snapshot);
     if (!prepared) return LOST;
     const { turn } = prepared;
-    const step = await this.sender.sendParts(lease, turn, this.agentTurns.recipient(lease));
-    switch (step.kind) {
-      case 'lost':
-        return LOST;
-      case 'defer':
-        return this.agentTurns.defer(lease, turn, step.at);
-      case 'failed':
+    for (;;) {
+      const step = await this.sender.sendParts(lease, turn, this.agentTurns.recipient(lease));
+      if (step.kind === 'lost') return LOST;
+      if (step.kind === 'defer') return this.agentTurns.defer(lease, turn, step.at);
+      if (step.kind === 'failed') {
         this.agentTurns.markUnsent(turn, step.error);
-        break;
-      case 'done':
-        break;
+        if (step.error.kind === 'window_closed') {
+          const switched = await this.agentTurns.switchToTemplate(lease, turn);
+          if (switched === 'lost') return LOST;
+          if (switched) continue;
+        }
+      }
+      break;
     }
-    const { handoff } = await this.store.readChat(lease.lane);
-    return this.agentTurns.commit(lease, turn, snapshot, handoff);
+    const { handoff, state } = await this.store.readChat(lease.lane);
+    return this.agentTurns.commit(lease, turn, snapshot, handoff, state);
   }
 
   private async deliver(ctx: TurnContext): Promise<RunOutcome> {
@@ -197,21 +258,31 @@ export class ChatTurnService {
         return deferredOrLost(await this.store.defer(lease, step.at, turn), step.at);
       case 'failed': {
         const closed = step.error.kind === 'window_closed';
+        if (closed && !turn.reengagement && turn.escalation?.trigger !== 'window_closed') {
+          return (await this.closedWindow(ctx)) ?? this.deliver(ctx);
+        }
         await this.deadLetters.record(closed ? 'window_closed' : 'send_permanent', lease.lane, {
           code: step.error.code,
           turn: turn.id,
         });
-        if (closed) this.metrics.escalations.inc({ trigger: 'window_closed' });
         return this.commit(ctx, turn.reply, 'dead_lettered', closed ? { windowClosed: true } : {});
       }
       case 'done': {
-        const real = turn.reply?.kind === 'llm';
+        const state: Partial<ChatState> = {};
+        if (turn.reply?.kind === 'llm') Object.assign(state, { holding: false, windowClosed: false });
+        if (turn.escalation?.trigger === 'window_closed') state.windowClosed = true;
+        if (turn.reengagement) {
+          const windowTs = Math.max(ctx.state.lastInboundTs ?? 0, ctx.plan.lastTimestamp);
+          Object.assign(state, this.reengagement.sentState({ lastInboundTs: windowTs }));
+        }
         const outcome: CommitOutcome = turn.escalation?.pause
           ? 'escalated'
-          : turn.attempts >= this.config.env.LLM_MAX_ATTEMPTS
-            ? 'dead_lettered'
-            : 'replied';
-        return this.commit(ctx, turn.reply, outcome, real ? { holding: false, windowClosed: false } : {});
+          : turn.reengagement
+            ? 'reengaged'
+            : turn.attempts >= this.config.env.LLM_MAX_ATTEMPTS
+              ? 'dead_lettered'
+              : 'replied';
+        return this.commit(ctx, turn.reply, outcome, state);
       }
     }
   }
@@ -316,6 +387,24 @@ export class ChatTurnService {
   private cannedText(key: CannedKey, language: Language): string {
     return this.canned.text(key, language);
   }
+}
+
+function newTurn(): TurnMeta {
+  return { id: randomUUID(), startedAt: Date.now(), attempts: 0, sendFailures: 0, pairRateFailures: 0 };
+}
+
+/** The reply cut to what already went out (nothing more can reach a patient whose window closed). */
+function sentPartsOnly(reply: StoredReply | undefined): StoredReply {
+  const keep = reply ? reply.sent.filter(Boolean).length : 0;
+  const parts = reply?.parts.slice(0, keep) ?? [];
+  return {
+    kind: reply?.kind ?? 'canned',
+    text: parts.join('\n'),
+    parts,
+    sent: reply?.sent.slice(0, keep) ?? [],
+    sending: parts.map(() => null),
+    templates: reply?.templates,
+  };
 }
 
 /** The chat's WhatsApp address: `from`, else the business-scoped user id (SPEC §4.4). */

@@ -1,18 +1,21 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { type AppRole, consumesJobs } from '../app-role';
 import { BspModule } from '../bsp/bsp.module';
+import { CostsModule } from '../costs/costs.module';
 import { DedupModule } from '../dedup/dedup.module';
 import { EscalationDeskModule } from '../escalation/escalation.module';
 import { LlmModule } from '../llm/llm.module';
 import { QueueModule } from '../queue/queue.module';
 import { AgentTurnService } from './agent-turn.service';
+import { ApiSendTurn } from './api-send-turn';
 import { ChatTurnService } from './chat-turn.service';
-import { ConversationStore } from './conversation.store';
 import { DeadLetters } from './dead-letters';
 import { DeskLaneService } from './desk-lane.service';
 import { HandoverPlanner } from './handover-planner';
 import { LaneRunner } from './lane-runner';
 import { LlmStep } from './llm-step';
+import { OutboundRecords } from './outbound-records';
+import { Reengagement } from './reengagement';
 import { RedisConversationStore } from './redis-conversation.store';
 import { ReplySender } from './reply-sender';
 import { StatusService } from './status.service';
@@ -26,11 +29,14 @@ export class ConversationModule {
     if (!consumesJobs(role)) return { module: ConversationModule };
     return {
       module: ConversationModule,
-      imports: [QueueModule, DedupModule, LlmModule, BspModule, EscalationDeskModule],
+      imports: [QueueModule, DedupModule, LlmModule, BspModule, EscalationDeskModule, CostsModule],
       providers: [
-        { provide: ConversationStore, useClass: RedisConversationStore },
+        RedisConversationStore.provider('worker'),
         ChatTurnService,
         AgentTurnService,
+        ApiSendTurn,
+        Reengagement,
+        OutboundRecords,
         HandoverPlanner,
         DeskLaneService,
         LlmStep,

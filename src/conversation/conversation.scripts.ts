@@ -24,26 +24,31 @@ return 1
  * KEYS: lease, lane hash, inbox, turn items. ARGV: fence.
  * Moves the inbox into the turn in flight unless its reply is already decided ('locked'): messages
  * that arrive while a turn waits (debounce, backoff) join it; later ones wait for the next turn.
- * A turn holds one class of items: patient messages, or events from Chatwoot. Only the inbox's
- * leading items of the turn's class join, so an agent's reply and the patient's messages are
- * handled in the order they arrived, each by its own kind of turn.
+ * A turn holds one class of items: patient messages, events from Chatwoot, or one business
+ * message (/v1) or one re-engagement. Only the inbox's leading items of the turn's class join, so
+ * an agent's reply, an API send and the patient's messages are handled in the order they arrived,
+ * each by its own kind of turn.
  * Returns false when the lease is lost, else { turn meta or '', items… }.
  */
 export const JOIN = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 local function class(raw)
   local ok, item = pcall(cjson.decode, raw)
-  if ok and type(item) == 'table' and item.kind == 'chatwoot' then return 'a' end
+  if ok and type(item) == 'table' then
+    if item.kind == 'chatwoot' then return 'a' end
+    if item.kind == 'api' or item.kind == 'reengage' then return 'one' end
+  end
   return 'm'
 end
 if not redis.call('HGET', KEYS[2], 'locked') then
-  local head = redis.call('LINDEX', KEYS[4], 0) or redis.call('LINDEX', KEYS[3], 0)
+  local inTurn = redis.call('LINDEX', KEYS[4], 0)
+  local head = inTurn or redis.call('LINDEX', KEYS[3], 0)
   if head then
     local cls = class(head)
     local items = redis.call('LRANGE', KEYS[3], 0, -1)
     local take = 0
     for i = 1, #items do
-      if class(items[i]) ~= cls then break end
+      if class(items[i]) ~= cls or (cls == 'one' and (inTurn or take > 0)) then break end
       take = i
     end
     for i = 1, take, 500 do
@@ -186,4 +191,21 @@ if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[2]
 if tonumber(redis.call('DECR', KEYS[4])) < 0 then redis.call('SET', KEYS[4], 0) end
 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[5], '1', 'EX', ARGV[3]) end
 return 1
+`;
+
+/**
+ * KEYS: chat lease, chat lane hash, chat inbox, chat turn items, history, chat state, handoff,
+ * desk record, desk lease, desk lane hash, desk inbox, desk turn items, pending, desk backlog.
+ * ARGV: chat lane, desk lane. Returns 1 when the chat had anything to erase.
+ */
+export const ERASE = `
+local found = redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[11], KEYS[12])
+local steps = redis.call('LLEN', KEYS[11]) + redis.call('LLEN', KEYS[12])
+if steps > 0 and tonumber(redis.call('DECRBY', KEYS[14], steps)) < 0 then redis.call('SET', KEYS[14], 0) end
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[11], KEYS[12])
+redis.call('HDEL', KEYS[2], 'turn', 'locked', 'nb')
+redis.call('HDEL', KEYS[10], 'turn', 'locked', 'nb')
+redis.call('ZREM', KEYS[13], ARGV[1], ARGV[2])
+if found > 0 then return 1 end
+return 0
 `;

@@ -74,4 +74,17 @@ export abstract class ConversationStore {
   /** Desk steps waiting across all chats. */
   abstract deskBacklog(): Promise<number>;
   abstract readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }>;
+  /**
+   * Hands a paused chat back to the bot now (POST /v1/conversations/:waId/resume). Not fenced: it
+   * is the operator's word, and the next turn reads it. False when no hand-over was in place.
+   */
+  abstract resume(chat: string): Promise<boolean>;
+  /**
+   * Erases a chat (a data-subject request): history, state, hand-over, desk record, and the work
+   * waiting on its chat and desk lanes (patients' texts). The leases go too, so a worker in the
+   * middle of a turn loses its fence and writes nothing back. The fence counters stay (they must
+   * only grow), as do outbound records and the cost ledger, which hold no text. False when there
+   * was nothing to erase.
+   */
+  abstract erase(chat: string): Promise<boolean>;
 }

@@ -15,6 +15,8 @@ const REASONS: Record<TurnEscalation['trigger'], string> = {
   human_request: 'the patient asked to talk to a person',
   marker: 'the assistant decided a person should answer',
   exhausted: 'the assistant could not answer (the LLM kept failing)',
+  window_closed:
+    "the patient's 24-hour WhatsApp window closed before the answer went out and no re-engagement template is configured: only a template or a call can reach them now",
 };
 
 /**

@@ -1,7 +1,8 @@
-import { Injectable } from '@nestjs/common';
+import { type Provider } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { type IngestItem } from '../dedup/ingest-item';
 import { RedisConnections } from '../redis/redis-connections.service';
+import { deskLaneOf } from '../queue/queue.constants';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-connections';
 import { ConversationStore, type DeskRecord, type TurnCommit } from './conversation.store';
@@ -10,6 +11,7 @@ import {
   DEFER,
   DESK_MARK,
   DESK_SHIFT,
+  ERASE,
   FINISH,
   HANDOFF,
   JOIN,
@@ -43,6 +45,7 @@ const SCRIPTS = {
   tsHandoff: HANDOFF,
   tsDeskMark: DESK_MARK,
   tsDeskShift: DESK_SHIFT,
+  tsErase: ERASE,
 };
 const DAY_S = 86400;
 /** Lane hashes keep the fence counter; they outlive any plausible stalled worker. */
@@ -53,18 +56,35 @@ const HANDOFF_MAX_S = 7 * DAY_S;
 const DESK_RECORD_TTL_S = 30 * DAY_S;
 const DESK_OWN_TTL_S = 30 * DAY_S;
 
-/** ConversationStore on Redis, over the worker connection (no command timeout: BullMQ's kind). */
-@Injectable()
+/**
+ * ConversationStore on Redis. Workers give it the worker connection (no command timeout: BullMQ's
+ * kind); the HTTP API gives it the ingest connection, whose timeout answers a client in bounded
+ * time (see the modules' factories).
+ */
 export class RedisConversationStore extends ConversationStore {
   private readonly client: Scripted;
 
   constructor(
-    connections: RedisConnections,
+    client: RedisClient,
     private readonly keys: RedisKeys,
     private readonly config: AppConfig,
   ) {
     super();
-    this.client = connections.worker as Scripted;
+    this.client = client as Scripted;
+    this.defineScripts();
+  }
+
+  /** A provider of the store over one of the process's connections. */
+  static provider(kind: 'worker' | 'ingest'): Provider {
+    return {
+      provide: ConversationStore,
+      inject: [RedisConnections, RedisKeys, AppConfig],
+      useFactory: (connections: RedisConnections, keys: RedisKeys, config: AppConfig) =>
+        new RedisConversationStore(connections[kind], keys, config),
+    };
+  }
+
+  private defineScripts(): void {
     for (const [name, lua] of Object.entries(SCRIPTS)) {
       if (!this.client[name]) this.client.defineCommand(name, { lua });
     }
@@ -222,6 +242,31 @@ export class RedisConversationStore extends ConversationStore {
     return Number(await this.client.get(this.keys.deskBacklog)) || 0;
   }
 
+  async resume(chat: string): Promise<boolean> {
+    return (await this.client.del(this.keys.handoff(chat))) > 0;
+  }
+
+  async erase(chat: string): Promise<boolean> {
+    const desk = deskLaneOf(chat);
+    const keys = [
+      this.keys.lease(chat),
+      this.keys.lane(chat),
+      this.keys.inbox(chat),
+      this.keys.turnItems(chat),
+      this.keys.history(chat),
+      this.keys.chat(chat),
+      this.keys.handoff(chat),
+      this.keys.desk(chat),
+      this.keys.lease(desk),
+      this.keys.lane(desk),
+      this.keys.inbox(desk),
+      this.keys.turnItems(desk),
+      this.keys.pending,
+      this.keys.deskBacklog,
+    ];
+    return (await this.run('tsErase', keys, [chat, desk])) === 1;
+  }
+
   async readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }> {
     const [fields, entries, handoff] = await Promise.all([
       this.client.hgetall(this.keys.chat(chat)),
@@ -255,5 +300,6 @@ function parseState(fields: Record<string, string>): ChatState {
   if (fields.holding) state.holding = fields.holding === '1';
   if (fields.windowClosed) state.windowClosed = fields.windowClosed === '1';
   if (fields.name) state.name = fields.name;
+  if (fields.reengagedFor) state.reengagedFor = Number(fields.reengagedFor);
   return state;
 }

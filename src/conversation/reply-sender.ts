@@ -3,13 +3,9 @@ import { AppConfig } from '../config/app-config';
 import { BspClient } from '../bsp/bsp.client';
 import { BspSendError } from '../bsp/bsp-send.error';
 import { MetricsService } from '../metrics/metrics.service';
-import { RedisConnections } from '../redis/redis-connections.service';
-import { RedisKeys } from '../redis/redis-keys';
 import { ConversationStore } from './conversation.store';
-import { type Lease, type TurnMeta } from './turn.types';
-
-/** Outbound records and part acks outlive late statuses (SPEC §5: at least 30 days). */
-const RECORD_TTL_S = 35 * 86400;
+import { OutboundRecords } from './outbound-records';
+import { type Lease, type StoredReply, type TurnMeta } from './turn.types';
 /** A BSP outage of up to an hour is waited out; longer ones dead-letter (SPEC §4.3). */
 export const SEND_GIVE_UP_MS = 60 * 60 * 1000;
 
@@ -36,8 +32,7 @@ export class ReplySender {
   constructor(
     private readonly bsp: BspClient,
     private readonly store: ConversationStore,
-    private readonly connections: RedisConnections,
-    private readonly keys: RedisKeys,
+    private readonly records: OutboundRecords,
     private readonly metrics: MetricsService,
     private readonly config: AppConfig,
   ) {}
@@ -50,7 +45,7 @@ export class ReplySender {
       const key = partKey(turn.id, i);
       const started = reply.sending[i];
       if (started) {
-        const acked = await this.connections.worker.get(this.keys.partAck(key));
+        const acked = await this.records.ackOf(key);
         if (acked) {
           reply.sent[i] = acked;
           reply.sending[i] = null;
@@ -79,64 +74,74 @@ export class ReplySender {
     to: string,
   ): Promise<SendStep | undefined> {
     const reply = turn.reply!;
+    const template = reply.templates?.[String(i)];
+    const labels = sendLabels(reply, i);
     try {
-      const { wamid } = await this.bsp.sendText({ to, body: reply.parts[i], callbackData: key });
+      const { wamid } = template
+        ? await this.bsp.sendTemplate({ ...template, to, callbackData: key })
+        : await this.bsp.sendText({ to, body: reply.parts[i], callbackData: key });
       reply.sent[i] = wamid;
       reply.sending[i] = null;
       turn.sendFailures = 0;
       turn.pairRateFailures = 0;
-      this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'ok' });
-      await this.recordOutbound(wamid, lease.lane, turn.id, key);
+      this.metrics.sends.inc({ ...labels, outcome: 'ok' });
+      if (template) this.metrics.templatesSent.inc({ purpose: template.purpose });
+      await this.records.sent({
+        wamid,
+        lane: lease.lane,
+        turnId: turn.id,
+        partKey: key,
+        to,
+        ...labels,
+        inWindow: template ? template.inWindow : true,
+      });
       // Even if this write finds the lease lost, the part is acked: the next holder will not resend.
       return (await this.store.saveTurn(lease, turn, true)) ? undefined : { kind: 'lost' };
     } catch (err) {
       if (!(err instanceof BspSendError)) throw err;
       if (err.outcome === 'not_sent') reply.sending[i] = null;
-      return this.onSendError(turn, err);
+      return this.onSendError(turn, err, labels);
     }
   }
 
-  private onSendError(turn: TurnMeta, err: BspSendError): SendStep {
+  private onSendError(turn: TurnMeta, err: BspSendError, labels: SendLabels): SendStep {
     const now = Date.now();
     const expired = now - turn.startedAt > SEND_GIVE_UP_MS;
     switch (err.kind) {
       case 'retry':
       case 'config': {
         if (expired || (err.retryLimit !== undefined && turn.sendFailures >= err.retryLimit)) {
-          this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'failed' });
+          this.metrics.sends.inc({ ...labels, outcome: 'failed' });
           return { kind: 'failed', error: err };
         }
         turn.sendFailures++;
-        this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'retried' });
+        this.metrics.sends.inc({ ...labels, outcome: 'retried' });
         // Configuration errors need a human: retry slowly until fixed (the alert gauge is raised).
         const base = err.kind === 'config' ? 30_000 : 1000;
         return { kind: 'defer', at: now + jitter(Math.min(base * 2 ** (turn.sendFailures - 1), 5 * 60_000)) };
       }
       case 'pair_rate':
         // 131056: only this recipient waits, 4^n seconds (n = consecutive failures, from 0).
-        this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'retried' });
+        this.metrics.sends.inc({ ...labels, outcome: 'retried' });
         return { kind: 'defer', at: now + 1000 * 4 ** Math.min(turn.pairRateFailures++, 5) };
       case 'window_closed':
+        this.metrics.windowClosed.inc({ source: 'send' });
+        this.metrics.sends.inc({ ...labels, outcome: 'failed' });
+        return { kind: 'failed', error: err };
       case 'permanent':
-        this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'failed' });
+        this.metrics.sends.inc({ ...labels, outcome: 'failed' });
         return { kind: 'failed', error: err };
     }
   }
+}
 
-  /** Idempotent: the ack lets a later holder skip the part; the record lets late statuses find it. */
-  async recordOutbound(wamid: string, lane: string, turnId: string, key: string): Promise<void> {
-    await this.connections.worker
-      .multi()
-      .set(this.keys.partAck(key), wamid, 'EX', RECORD_TTL_S)
-      .hset(this.keys.outbound(wamid), {
-        lane,
-        turn: turnId,
-        part: key,
-        mode: 'free_form',
-        category: 'service',
-        sentAt: Date.now(),
-      })
-      .expire(this.keys.outbound(wamid), RECORD_TTL_S)
-      .exec();
-  }
+interface SendLabels {
+  mode: 'free_form' | 'template';
+  category: string;
+}
+
+/** Free-form messages are Meta's `service` category; a template's category is its own. */
+function sendLabels(reply: StoredReply, i: number): SendLabels {
+  const template = reply.templates?.[String(i)];
+  return template ? { mode: 'template', category: template.category } : { mode: 'free_form', category: 'service' };
 }

@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { type Logger } from 'pino';
 import { type IngestItem } from '../dedup/ingest-item';
+import { IngestService } from '../dedup/ingest.service';
 import { AppLogger } from '../logging/app-logger';
 import { MetricsService } from '../metrics/metrics.service';
-import { RedisConnections } from '../redis/redis-connections.service';
-import { RedisKeys } from '../redis/redis-keys';
+import { laneKind } from '../queue/queue.constants';
 import { ConversationStore } from './conversation.store';
+import { OutboundRecords } from './outbound-records';
 import { isPartKey } from './reply-sender';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
 import { type Lease } from './turn.types';
@@ -13,21 +14,25 @@ import { type Lease } from './turn.types';
 /** A status for a message we do not know yet is retried this long, then counted as an orphan. */
 const ORPHAN_AFTER_MS = 2 * 60 * 1000;
 const RETRY_EVERY_MS = 10_000;
-const RECORD_TTL_S = 35 * 86400;
+/** WhatsApp's "more than 24 hours since the customer last replied". */
+const WINDOW_CLOSED_CODE = 131047;
 
 interface StatusRaw {
   id?: string;
   status?: string;
   timestamp?: string;
+  recipient_id?: string;
   biz_opaque_callback_data?: string;
   errors?: { code?: number }[];
+  pricing?: { type?: string; category?: string };
 }
 
 /**
- * A status lane's turn (SPEC §4.11): sent/delivered/read/failed update the outbound record; the
- * part key in biz_opaque_callback_data settles sends of unknown outcome; statuses that arrive
- * before their record exists are retried for a while, then counted as orphans (another system may
- * send on the same number). Billed costs from `pricing` arrive with the cost-ledger issue.
+ * A status lane's turn (SPEC §4.11): sent/delivered/read/failed move the outbound record forward,
+ * `pricing` feeds the billed side of the cost ledger, and the part key in biz_opaque_callback_data
+ * settles sends of unknown outcome. A free-form reply that failed with 131047 goes back to its
+ * chat as a `reengage` item (docs/window-and-costs.md). Statuses that arrive before their record
+ * exists are retried for a while, then counted as orphans (another system may send on the number).
  */
 @Injectable()
 export class StatusService {
@@ -35,8 +40,8 @@ export class StatusService {
 
   constructor(
     private readonly store: ConversationStore,
-    private readonly connections: RedisConnections,
-    private readonly keys: RedisKeys,
+    private readonly records: OutboundRecords,
+    private readonly ingest: IngestService,
     private readonly metrics: MetricsService,
     appLogger: AppLogger,
   ) {
@@ -63,19 +68,37 @@ export class StatusService {
   private async apply(item: IngestItem): Promise<boolean> {
     const status = item.raw as StatusRaw;
     if (!status.id || !status.status) return true;
-    const redis = this.connections.worker;
-    const record = this.keys.outbound(status.id);
-    const ours = isPartKey(status.biz_opaque_callback_data);
-    if (ours) await redis.set(this.keys.partAck(status.biz_opaque_callback_data!), status.id, 'EX', RECORD_TTL_S, 'NX');
-    if (!ours && (await redis.exists(record)) === 0) return false;
-    const fields: Record<string, string> = {
+    const partKey = isPartKey(status.biz_opaque_callback_data) ? status.biz_opaque_callback_data : undefined;
+    if (partKey) await this.records.ack(partKey, status.id);
+    const code = status.status === 'failed' ? String(status.errors?.[0]?.code ?? 'unknown') : undefined;
+    const record = await this.records.applyStatus({
+      wamid: status.id,
       status: status.status,
-      statusAt: status.timestamp ?? String(Math.floor(Date.now() / 1000)),
-    };
-    if (ours) fields.part = status.biz_opaque_callback_data!;
-    if (status.status === 'failed') fields.errorCode = String(status.errors?.[0]?.code ?? 'unknown');
-    await redis.multi().hset(record, fields).expire(record, RECORD_TTL_S).exec();
-    if (status.status === 'failed') this.logger.warn({ code: fields.errorCode }, 'outbound message failed');
+      timestamp: status.timestamp,
+      errorCode: code,
+      partKey,
+      pricing: status.pricing,
+      recipient: status.recipient_id,
+    });
+    if (!record) return false;
+    if (code) this.logger.warn({ code }, 'outbound message failed');
+    if (code === String(WINDOW_CLOSED_CODE) && record.mode === 'free_form' && laneKind(record.lane) === 'chat') {
+      await this.reengage(item, status.id, record.lane);
+    }
     return true;
+  }
+
+  /** Once per failed message (deduplicated by its wamid), on the chat's own lane, in order. */
+  private async reengage(item: IngestItem, wamid: string, chat: string): Promise<void> {
+    this.metrics.windowClosed.inc({ source: 'status' });
+    const reengage: IngestItem = {
+      key: `r:${wamid}`,
+      lane: chat,
+      kind: 'reengage',
+      receivedAt: Date.now(),
+      phoneNumberId: item.phoneNumberId,
+      raw: { wamid },
+    };
+    await this.ingest.ingest([reengage], []);
   }
 }

@@ -1,3 +1,4 @@
+import { type TemplateContent } from '../bsp/bsp.client';
 import { type IngestItem } from '../dedup/ingest-item';
 
 /** The fencing token of a held lane lease: every write and send of the turn carries it. */
@@ -16,12 +17,27 @@ export interface HistoryEntry {
   ids?: string[];
 }
 
+export type TemplateCategory = 'marketing' | 'utility' | 'authentication';
+
+/** A reply part that goes out as an approved template (docs/window-and-costs.md). */
+export interface ReplyTemplate extends TemplateContent {
+  /** Meta's category of the template: it decides the price. */
+  category: TemplateCategory;
+  /** Whether the window was open when it was decided (some tables price templates inside it at 0). */
+  inWindow: boolean;
+  /** Why it is sent: the re-engagement template, or a business-initiated message from /v1. */
+  purpose: 'reengagement' | 'api';
+}
+
 /** The reply of the turn in flight, stored before anything is sent (SPEC §4.9). */
 export interface StoredReply {
-  /** `agent`: agents' replies relayed from Chatwoot. */
-  kind: 'llm' | 'canned' | 'agent';
+  /** `agent`: agents' replies relayed from Chatwoot; `api`: a message from /v1/messages. */
+  kind: 'llm' | 'canned' | 'agent' | 'api';
   text: string;
+  /** Texts of the parts; a template part holds what the history shows of it. */
   parts: string[];
+  /** Parts sent as templates, by part index; every other part is free-form text. */
+  templates?: Record<string, ReplyTemplate>;
   /** wamid per part once Meta confirmed it. */
   sent: (string | null)[];
   /** When a part's send started and its outcome is not known yet (ms), per part. */
@@ -45,11 +61,13 @@ export interface TurnMeta {
   reply?: StoredReply;
   /** The turn hands the chat over (decided with its reply, so a retried turn does the same). */
   escalation?: TurnEscalation;
+  /** The reply became (or ends with) the re-engagement template: the window was closed. */
+  reengagement?: boolean;
   /** An agent turn: which parts of the reply carry which agent message. */
   agentMessages?: AgentMessage[];
 }
 
-export type EscalationTriggerKind = 'keyword' | 'human_request' | 'marker' | 'exhausted';
+export type EscalationTriggerKind = 'keyword' | 'human_request' | 'marker' | 'exhausted' | 'window_closed';
 
 export interface TurnEscalation {
   trigger: EscalationTriggerKind;
@@ -77,8 +95,13 @@ export interface ChatState {
   language?: 'ar' | 'en';
   /** A holding message went out and no real reply since (SPEC §4.7: at most once). */
   holding?: boolean;
-  /** The window was closed when a turn came due (SPEC §4.12; the re-engagement path comes later). */
+  /** A reply met a closed window (found before sending, or WhatsApp said 131047). */
   windowClosed?: boolean;
+  /**
+   * The lastInboundTs of the closed window whose re-engagement template went out: it goes out once
+   * per closed window, however many replies meet it.
+   */
+  reengagedFor?: number;
   name?: string;
 }
 

@@ -11,4 +11,16 @@ export abstract class DedupStore {
    * @returns one outcome per item, same order
    */
   abstract ingest(items: readonly IngestItem[], unhandled: readonly string[]): Promise<IngestResult[]>;
+
+  /**
+   * Remembers `answer` under `onceKey` for `ttlSeconds` and enqueues `item` (when given), in one
+   * atomic step; when `onceKey` is already known nothing is written and the first answer comes
+   * back (`first` false). `episode`: the lane's pending episode, for its wake-up.
+   */
+  abstract enqueueOnce(request: {
+    onceKey: string;
+    answer: string;
+    ttlSeconds: number;
+    item?: IngestItem;
+  }): Promise<{ first: boolean; answer: string; episode?: string }>;
 }

@@ -61,6 +61,31 @@ export class IngestService {
     return { enqueued, duplicates: results.length - enqueued };
   }
 
+  /**
+   * One idempotent request (docs/http-api.md): the first answer under `onceKey` is kept and its
+   * item enqueued atomically; a repeat gets the first answer and enqueues nothing. Same time
+   * budget and best-effort wake-up as webhooks.
+   */
+  async enqueueOnce(request: {
+    onceKey: string;
+    answer: string;
+    ttlSeconds: number;
+    item?: IngestItem;
+  }): Promise<{ first: boolean; answer: string }> {
+    const started = Date.now();
+    const budget = this.config.env.INGEST_TIMEOUT_MS;
+    let result: { first: boolean; answer: string; episode?: string };
+    try {
+      result = await within(budget, this.store.enqueueOnce(request));
+    } catch (err) {
+      throw err instanceof IngestUnavailableError ? err : new IngestUnavailableError((err as Error).message);
+    }
+    if (request.item && result.episode) {
+      await this.wakeBestEffort([{ lane: request.item.lane, tag: result.episode }], budget - (Date.now() - started));
+    }
+    return result;
+  }
+
   private async wakeBestEffort(targets: WakeTarget[], remainingMs: number): Promise<void> {
     try {
       await within(Math.max(remainingMs, 50), this.wakeUps.wake(targets));

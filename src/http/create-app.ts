@@ -1,5 +1,6 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { apiEnabled, OPENAPI_PATH, openApiDocument } from '../api/api.module';
 import { AppModule } from '../app.module';
 import { servesHttpApi } from '../app-role';
 import { type AppConfig } from '../config/app-config';
@@ -27,5 +28,9 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   app.useLogger(new NestPinoLogger(app.get(AppLogger).child('nest')));
   const webhookAuth = servesHttpApi(config.role) ? app.get(WebhookAuth, { strict: false }) : undefined;
   installHttpHooks(adapter.getInstance(), config, app.get(MetricsService), webhookAuth);
+  if (apiEnabled(config.role, config)) {
+    const document = openApiDocument(app);
+    adapter.getInstance().get(OPENAPI_PATH, (_req, reply) => reply.send(document));
+  }
   return app;
 }

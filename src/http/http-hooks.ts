@@ -1,8 +1,12 @@
-import { type FastifyInstance } from 'fastify';
+import { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { toApiError } from '../api/api-error.filter';
 import { type AppConfig, DEFAULT_BODY_LIMIT } from '../config/app-config';
 import { type MetricsService } from '../metrics/metrics.service';
 import { type WebhookAuth } from '../webhook/webhook-auth';
-import { webhookMetricsHook, webhookPreBodyHook } from '../webhook/webhook-route.hooks';
+import { JSON_TYPE, webhookMetricsHook, webhookPreBodyHook } from '../webhook/webhook-route.hooks';
+
+/** Body limit of the /v1 routes. */
+export const API_BODY_LIMIT = 16384;
 
 /** Route config flag (`@RouteConfig({ [RAW_BODY]: true })`): the handler gets the JSON body as raw bytes. */
 export const RAW_BODY = 'rawJsonBody';
@@ -12,7 +16,7 @@ const isWebhookIngest = (method: string | string[], url: string): boolean =>
 /**
  * Fastify-level wiring that Nest decorators cannot express. Must run after NestFactory.create and
  * before app.init(), when Nest registers its routes:
- * - route-level body limits: WEBHOOK_BODY_LIMIT for POST /webhook, 100 KB everywhere else;
+ * - route-level body limits: WEBHOOK_BODY_LIMIT for POST /webhook, 16 KB for /v1, 100 KB elsewhere;
  * - POST /webhook keeps its body as raw bytes (the HMAC needs them) and gets its pre-body checks;
  * - every other JSON body is parsed, a parse error being a 400;
  * - request metrics labelled by route template, never by the raw URL.
@@ -29,6 +33,15 @@ export function installHttpHooks(
       route.config = { ...(route.config as object), [RAW_BODY]: true };
       route.onRequest = [webhookPreBodyHook(webhookAuth, config.env.WEBHOOK_BODY_LIMIT)];
       route.onResponse = [webhookMetricsHook(metrics)];
+    } else if (route.url.startsWith('/v1/')) {
+      // A message is at most 4096 characters of text plus a template: 16 KB is plenty.
+      route.bodyLimit = API_BODY_LIMIT;
+      route.onRequest = [apiJsonOnly];
+      // Errors raised before a controller runs (body not JSON, too large) keep the /v1 error shape.
+      route.errorHandler = (err, _req, reply) => {
+        const { status, body } = toApiError(err);
+        void reply.status(status).send(body);
+      };
     } else {
       route.bodyLimit ??= DEFAULT_BODY_LIMIT;
     }
@@ -51,4 +64,14 @@ export function installHttpHooks(
     metrics.httpRequests.inc({ route, method: req.method, status: String(reply.statusCode) });
     done();
   });
+}
+
+/** /v1 takes JSON bodies only; a request without a body (resume) needs no content type. */
+function apiJsonOnly(req: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+  if (hasBody && !JSON_TYPE.test(req.headers['content-type'] ?? '')) {
+    void reply.status(415).send({ error: 'unsupported_media_type', message: 'content type must be application/json' });
+    return;
+  }
+  done();
 }

@@ -112,6 +112,27 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly templatesSent = new Counter({
+    name: 'tawasul_templates_sent_total',
+    help: 'Templates Meta accepted, by purpose (reengagement, api)',
+    labelNames: ['purpose'] as const,
+    registers: [this.registry],
+  });
+
+  readonly windowClosed = new Counter({
+    name: 'tawasul_window_closed_total',
+    help: 'Replies that met a closed 24-hour window, by where it was found (turn, send: 131047 answer, status: 131047 failed status, api)',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly apiRequests = new Counter({
+    name: 'tawasul_api_messages_total',
+    help: 'POST /v1/messages by outcome (free_form, template, window_closed, replayed)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly chatwootWebhooks = new Counter({
     name: 'tawasul_chatwoot_webhooks_total',
     help: 'Chatwoot webhook requests by outcome (accepted, duplicate, ignored, unauthorized, invalid, unavailable)',

@@ -46,3 +46,25 @@ for i = 1, n do
 end
 return result
 `;
+
+/**
+ * An idempotent request (POST /v1/messages): its first answer is remembered and its item enqueued
+ * in one atomic step, so concurrent duplicates send once and all get the same answer.
+ *
+ * KEYS[1] idempotency key   KEYS[2] lane inbox   KEYS[3] pending chats
+ * ARGV[1] answer (JSON)     ARGV[2] TTL (s)      ARGV[3] item JSON, or '' when nothing is enqueued
+ * ARGV[4] lane              ARGV[5] now (ms)
+ *
+ * Returns {first (1) or replay (0), the answer to give, the lane's pending episode or ''}.
+ */
+export const ENQUEUE_ONCE_SCRIPT = `
+local prior = redis.call('GET', KEYS[1])
+if prior then
+  return { 0, prior, redis.call('ZSCORE', KEYS[3], ARGV[4]) or '' }
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if ARGV[3] == '' then return { 1, ARGV[1], '' } end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[4])
+return { 1, ARGV[1], redis.call('ZSCORE', KEYS[3], ARGV[4]) }
+`;

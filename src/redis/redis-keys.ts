@@ -86,6 +86,24 @@ export class RedisKeys {
     return `${this.root}:ack:${partKey}`;
   }
 
+  /**
+   * One UTC day of the cost ledger (hash): message counts and micro-USD per side (estimated,
+   * billed) and category. Kept 13 months.
+   */
+  costDay(day: string): string {
+    return `${this.root}:cost:${day}`;
+  }
+
+  /** Marks a wamid as counted on one side of the ledger, so repeated statuses count it once. */
+  costOnce(side: 'estimated' | 'billed', wamid: string): string {
+    return `${this.root}:costonce:${side}:${wamid}`;
+  }
+
+  /** The first answer to a /v1 request with this idempotency key (hashed), kept 24 h. */
+  apiIdempotency(keyHash: string): string {
+    return `${this.root}:idem:${keyHash}`;
+  }
+
   /** Work given up visibly (capped list, newest first). */
   get deadLetters(): string {
     return `${this.root}:dead`;

@@ -199,7 +199,7 @@ describe('worker turns with three worker processes', () => {
   it('the hand-over record is fenced and lives at most 7 days', async () => {
     const config = bot.receiver.config;
     const connections = new RedisConnections(config, new AppLogger('silent'));
-    const store = new RedisConversationStore(connections, bot.receiver.keys, config);
+    const store = new RedisConversationStore(connections.worker, bot.receiver.keys, config);
     try {
       const lane = 'c.100000000000001.971500000110';
       const lease = (await store.acquire(lane))!;

@@ -1,0 +1,148 @@
+import { Injectable } from '@nestjs/common';
+import { CostLedger } from '../costs/cost-ledger';
+import { Pricing } from '../costs/pricing';
+import { RedisConnections } from '../redis/redis-connections.service';
+import { RedisKeys } from '../redis/redis-keys';
+import { type RedisClient } from '../redis/redis-connections';
+import { Clock } from '../time/clock';
+
+/** Outbound records and part acks outlive late statuses (SPEC §5: at least 30 days). */
+export const RECORD_TTL_S = 35 * 86400;
+
+/** Status order: a record only moves forward (a late `delivered` never undoes `read`). */
+const STATUS_RANK: Record<string, number> = { sent: 1, delivered: 2, read: 3, played: 4, failed: 5 };
+
+/**
+ * KEYS: record. ARGV: status, rank, statusAt, error code or '', TTL s, part key or ''.
+ * A status for a record that does not exist is refused unless it carries our part key (the send's
+ * answer may not have been recorded yet: the connection broke after Meta accepted it).
+ * Returns false when refused, else { lane, mode, category } of the record.
+ */
+const APPLY_STATUS = `
+if redis.call('EXISTS', KEYS[1]) == 0 and ARGV[6] == '' then return false end
+local rank = tonumber(redis.call('HGET', KEYS[1], 'rank') or '0')
+if tonumber(ARGV[2]) > rank then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', ARGV[2], 'statusAt', ARGV[3])
+  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'errorCode', ARGV[4]) end
+end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'part', ARGV[6]) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+local r = redis.call('HMGET', KEYS[1], 'lane', 'mode', 'category')
+return { r[1] or '', r[2] or '', r[3] or '' }
+`;
+
+export interface SentPart {
+  wamid: string;
+  lane: string;
+  turnId: string;
+  partKey: string;
+  to: string;
+  mode: 'free_form' | 'template';
+  category: string;
+  /** Window open at decision time: some rate tables price a category inside it at 0. */
+  inWindow: boolean;
+}
+
+export interface StatusUpdate {
+  wamid: string;
+  status: string;
+  /** Seconds since epoch, as Meta sends it. */
+  timestamp?: string;
+  errorCode?: string;
+  partKey?: string;
+  /** Meta's `pricing`, when the status carries it. */
+  pricing?: { type?: string; category?: string };
+  recipient?: string;
+}
+
+export interface OutboundRecord {
+  lane: string;
+  mode: string;
+  category: string;
+}
+
+type ApplyStatus = (record: string, ...args: (string | number)[]) => Promise<[string, string, string] | null>;
+
+/**
+ * What we sent and what became of it, per wamid (docs/window-and-costs.md): the part ack that
+ * stops a resend, the record late statuses find, and both sides of the cost ledger — the estimate
+ * when Meta accepts a message, the billed price when a status brings `pricing` (once per message,
+ * although Meta repeats it on `sent` and again on `delivered` or `read`).
+ */
+@Injectable()
+export class OutboundRecords {
+  private readonly redis: RedisClient & { tsApplyStatus?: ApplyStatus };
+
+  constructor(
+    connections: RedisConnections,
+    private readonly keys: RedisKeys,
+    private readonly pricing: Pricing,
+    private readonly ledger: CostLedger,
+    private readonly clock: Clock,
+  ) {
+    this.redis = connections.worker;
+    if (!this.redis.tsApplyStatus) this.redis.defineCommand('tsApplyStatus', { numberOfKeys: 1, lua: APPLY_STATUS });
+  }
+
+  /** Idempotent: a retried job records the same part again without counting it twice. */
+  async sent(part: SentPart): Promise<number> {
+    const now = this.clock.now();
+    const usd = this.pricing.estimate({ to: part.to, category: part.category, at: now, inWindow: part.inWindow });
+    const record = this.keys.outbound(part.wamid);
+    await this.redis
+      .multi()
+      .set(this.keys.partAck(part.partKey), part.wamid, 'EX', RECORD_TTL_S)
+      .hset(record, {
+        lane: part.lane,
+        turn: part.turnId,
+        part: part.partKey,
+        mode: part.mode,
+        category: part.category,
+        estimateUsd: usd,
+        sentAt: now,
+      })
+      .expire(record, RECORD_TTL_S)
+      .exec();
+    await this.ledger.record('estimated', part.wamid, part.category, usd, now);
+    return usd;
+  }
+
+  /** The wamid Meta confirmed for a part key, from a send answer or a status. */
+  ackOf(partKey: string): Promise<string | null> {
+    return this.redis.get(this.keys.partAck(partKey));
+  }
+
+  /** Settles a part whose send outcome was unknown: its status arrived. */
+  async ack(partKey: string, wamid: string): Promise<void> {
+    await this.redis.set(this.keys.partAck(partKey), wamid, 'EX', RECORD_TTL_S, 'NX');
+  }
+
+  /** Applies a status; undefined when the message is not one of ours (yet). */
+  async applyStatus(update: StatusUpdate): Promise<OutboundRecord | undefined> {
+    const rank = STATUS_RANK[update.status] ?? 0;
+    const statusAt = update.timestamp ?? String(Math.floor(Date.now() / 1000));
+    const result = await this.redis.tsApplyStatus!(
+      this.keys.outbound(update.wamid),
+      update.status,
+      rank,
+      statusAt,
+      update.errorCode ?? '',
+      RECORD_TTL_S,
+      update.partKey ?? '',
+    );
+    if (!result) return undefined;
+    const [lane, mode, category] = result;
+    const pricing = update.pricing;
+    if (pricing?.category && pricing.type) {
+      const at = Number(statusAt) * 1000 || this.clock.now();
+      const usd = this.pricing.billed({
+        to: update.recipient ?? '',
+        category: pricing.category,
+        type: pricing.type,
+        at,
+      });
+      await this.ledger.record('billed', update.wamid, pricing.category, usd, at);
+    }
+    return { lane, mode, category };
+  }
+}
