@@ -89,7 +89,10 @@ export class ChatTurnService {
         return this.apiSends.run(lease, snapshot);
       case 'reengage':
         return this.runReengage(lease, snapshot);
-      default:
+      case 'message':
+      case 'status':
+      case 'desk':
+      case undefined:
         break;
     }
     const items = snapshot.items.filter((item) => item.kind === 'message');
