@@ -107,8 +107,8 @@ export class ApiMessagesService {
     id: string,
     now: number,
   ): Promise<{ answer: ApiAnswer; message?: ApiMessage }> {
-    const { state } = await this.readChat(lane);
-    const window = serviceWindow(state.lastInboundTs, now);
+    const { lastInboundTs, waiting } = await this.inbound(lane);
+    const window = serviceWindow(Math.max(lastInboundTs, waiting), now);
     const template = dto.template && {
       name: dto.template.name,
       language: dto.template.language,
@@ -152,9 +152,11 @@ export class ApiMessagesService {
     };
   }
 
-  private async readChat(lane: string): ReturnType<ConversationStore['readChat']> {
+  /** The last inbound time committed, and that of messages still waiting for their turn. */
+  private async inbound(lane: string): Promise<{ lastInboundTs: number; waiting: number }> {
     try {
-      return await this.store.readChat(lane);
+      const [{ state }, waiting] = await Promise.all([this.store.readChat(lane), this.store.waitingInboundTs(lane)]);
+      return { lastInboundTs: state.lastInboundTs ?? 0, waiting };
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'redis did not answer; 503');
       throw new ApiError(503, { error: 'unavailable', message: 'storage unavailable; retry' });

@@ -2,8 +2,11 @@ import { createHash } from 'node:crypto';
 import { type AppRole } from '../app-role';
 import { type EnvSchema } from './env.schema';
 
-/** The business number of the sandbox when WHATSAPP_PHONE_NUMBER_ID is not set. */
-export const SANDBOX_PHONE_NUMBER_ID = 'sandbox';
+/**
+ * The business number of the sandbox when WHATSAPP_PHONE_NUMBER_ID is not set: the id the README's
+ * demo payloads carry, so /v1 finds the chats they started.
+ */
+export const SANDBOX_PHONE_NUMBER_ID = '100000000000001';
 
 /** Bodies of routes other than POST /webhook stay small (SPEC §2, WEBHOOK_BODY_LIMIT). */
 export const DEFAULT_BODY_LIMIT = 102400;

@@ -18,7 +18,7 @@ import { type LaneSnapshot, type Lease, type ReplyTemplate, type StoredReply, ty
  * A message from /v1/messages, sent as a turn of the chat's own lane: it never interleaves with a
  * bot or agent reply, it is stored before it is sent (each part once, like every reply), and it
  * joins the chat's history as the assistant's. Free-form only while the window is open; the
- * template otherwise (docs/window-and-costs.md).
+ * template otherwise (docs/window.md).
  */
 @Injectable()
 export class ApiSendTurn {

@@ -20,7 +20,7 @@ import { deskItems, type DeskStep } from './desk-steps';
 import { HandoverPlanner } from './handover-planner';
 import { interpretMessage, planTurn, type TurnPlan } from './inbound-content';
 import { LlmStep } from './llm-step';
-import { Reengagement, replaceUnsentWithTemplate, templateReply } from './reengagement';
+import { type ReengageRequest, Reengagement, replaceUnsentWithTemplate, templateReply } from './reengagement';
 import { ReplySender } from './reply-sender';
 import { serviceWindow } from './service-window';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
@@ -181,9 +181,10 @@ export class ChatTurnService {
   }
 
   /**
-   * A reply meets a closed window (docs/window-and-costs.md): the re-engagement template, once per
-   * closed window, after whatever already went out; else a hand-over without a message to the
-   * patient (none can reach them), or, when a human has the chat already, only the flag.
+   * A reply meets a closed window (docs/window.md): the re-engagement template, once per
+   * closed window, after whatever already went out; once it went out, only the flag. Without a
+   * template, a hand-over without a message to the patient (none can reach them), or, when a human
+   * has the chat already, only the flag.
    * Undefined: the turn's reply was replaced and is stored; deliver it.
    */
   private async closedWindow(ctx: TurnContext): Promise<RunOutcome | undefined> {
@@ -197,7 +198,9 @@ export class ChatTurnService {
       turn.reply = turn.reply ? replaceUnsentWithTemplate(turn.reply, template) : templateReply('canned', template);
     } else {
       turn.reply = sentPartsOnly(turn.reply);
-      if (ctx.handoff.state === 'human' || turn.escalation?.pause) {
+      // The template already went out for this closed window: the patient has their way back.
+      const reengaged = this.reengagement.configured;
+      if (reengaged || ctx.handoff.state === 'human' || turn.escalation?.pause) {
         return this.commit(ctx, turn.reply, turn.escalation ? 'escalated' : 'skipped', { windowClosed: true });
       }
       turn.escalation = { trigger: 'window_closed', pause: true };
@@ -221,8 +224,12 @@ export class ChatTurnService {
       to: laneParts(lease.lane).sender,
     };
     if (!turn.reply) {
-      // The patient wrote since: the window is open again and their message gets a real answer.
-      if (serviceWindow(state.lastInboundTs, this.clock.now()).open) return this.commit(ctx, undefined, 'skipped');
+      // The patient wrote after the refused reply went out: a new window is open and their message
+      // gets a real answer. (Meta's word beats our clock: without a later message, re-engage.)
+      const { sentAt } = snapshot.items[0].raw as ReengageRequest;
+      const newest = Math.max(state.lastInboundTs ?? 0, await this.store.waitingInboundTs(lease.lane));
+      const wroteSince = sentAt ? newest * 1000 > sentAt : serviceWindow(newest, this.clock.now()).open;
+      if (wroteSince) return this.commit(ctx, undefined, 'skipped');
       const decided = await this.closedWindow(ctx);
       if (decided) return decided;
     }

@@ -75,6 +75,11 @@ export abstract class ConversationStore {
   abstract deskBacklog(): Promise<number>;
   abstract readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }>;
   /**
+   * The newest timestamp (s) of the patient's messages still waiting on the chat's lane (inbox and
+   * turn in flight), 0 when none: they opened the window already, before any turn committed them.
+   */
+  abstract waitingInboundTs(chat: string): Promise<number>;
+  /**
    * Hands a paused chat back to the bot now (POST /v1/conversations/:waId/resume). Not fenced: it
    * is the operator's word, and the next turn reads it. False when no hand-over was in place.
    */

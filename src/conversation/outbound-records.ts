@@ -16,7 +16,7 @@ const STATUS_RANK: Record<string, number> = { sent: 1, delivered: 2, read: 3, pl
  * KEYS: record. ARGV: status, rank, statusAt, error code or '', TTL s, part key or ''.
  * A status for a record that does not exist is refused unless it carries our part key (the send's
  * answer may not have been recorded yet: the connection broke after Meta accepted it).
- * Returns false when refused, else { lane, mode, category } of the record.
+ * Returns false when refused, else { lane, mode, category, sentAt } of the record.
  */
 const APPLY_STATUS = `
 if redis.call('EXISTS', KEYS[1]) == 0 and ARGV[6] == '' then return false end
@@ -27,8 +27,8 @@ if tonumber(ARGV[2]) > rank then
 end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'part', ARGV[6]) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-local r = redis.call('HMGET', KEYS[1], 'lane', 'mode', 'category')
-return { r[1] or '', r[2] or '', r[3] or '' }
+local r = redis.call('HMGET', KEYS[1], 'lane', 'mode', 'category', 'sentAt')
+return { r[1] or '', r[2] or '', r[3] or '', r[4] or '' }
 `;
 
 export interface SentPart {
@@ -59,12 +59,14 @@ export interface OutboundRecord {
   lane: string;
   mode: string;
   category: string;
+  /** Business time of the send (ms); undefined when only a status created the record. */
+  sentAt?: number;
 }
 
-type ApplyStatus = (record: string, ...args: (string | number)[]) => Promise<[string, string, string] | null>;
+type ApplyStatus = (record: string, ...args: (string | number)[]) => Promise<[string, string, string, string] | null>;
 
 /**
- * What we sent and what became of it, per wamid (docs/window-and-costs.md): the part ack that
+ * What we sent and what became of it, per wamid (docs/window.md): the part ack that
  * stops a resend, the record late statuses find, and both sides of the cost ledger — the estimate
  * when Meta accepts a message, the billed price when a status brings `pricing` (once per message,
  * although Meta repeats it on `sent` and again on `delivered` or `read`).
@@ -131,7 +133,7 @@ export class OutboundRecords {
       update.partKey ?? '',
     );
     if (!result) return undefined;
-    const [lane, mode, category] = result;
+    const [lane, mode, category, sentAt] = result;
     const pricing = update.pricing;
     if (pricing?.category && pricing.type) {
       const at = Number(statusAt) * 1000 || this.clock.now();
@@ -143,6 +145,6 @@ export class OutboundRecords {
       });
       await this.ledger.record('billed', update.wamid, pricing.category, usd, at);
     }
-    return { lane, mode, category };
+    return { lane, mode, category, sentAt: Number(sentAt) || undefined };
   }
 }

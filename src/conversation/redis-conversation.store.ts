@@ -242,6 +242,20 @@ export class RedisConversationStore extends ConversationStore {
     return Number(await this.client.get(this.keys.deskBacklog)) || 0;
   }
 
+  async waitingInboundTs(chat: string): Promise<number> {
+    const [inbox, turn] = await Promise.all([
+      this.client.lrange(this.keys.inbox(chat), 0, -1),
+      this.client.lrange(this.keys.turnItems(chat), 0, -1),
+    ]);
+    let newest = 0;
+    for (const raw of [...turn, ...inbox]) {
+      const item = JSON.parse(raw) as IngestItem;
+      if (item.kind !== 'message') continue;
+      newest = Math.max(newest, Number((item.raw as { timestamp?: string }).timestamp) || 0);
+    }
+    return newest;
+  }
+
   async resume(chat: string): Promise<boolean> {
     return (await this.client.del(this.keys.handoff(chat))) > 0;
   }

@@ -4,7 +4,7 @@ import { type ChatState, type ReplyTemplate, type StoredReply, type TemplateCate
 
 /**
  * REENGAGEMENT_TEMPLATE (`name:language`, optionally `:category`, utility by default): what a reply
- * that meets a closed window becomes (docs/window-and-costs.md). It goes out once per closed
+ * that meets a closed window becomes (docs/window.md). It goes out once per closed
  * window — the window is named by the patient's last message time — however many replies, agent
  * messages or late 131047 failures meet it; without the variable a closed window hands the chat
  * over instead.
@@ -39,6 +39,12 @@ export class Reengagement {
   sentState(state: ChatState): Partial<ChatState> {
     return { windowClosed: true, reengagedFor: state.lastInboundTs ?? 0 };
   }
+}
+
+/** The `raw` of a `reengage` item: which reply WhatsApp refused, and when it was sent (ms). */
+export interface ReengageRequest {
+  wamid: string;
+  sentAt?: number;
 }
 
 /** What the history shows of a template part. */

@@ -1,4 +1,4 @@
-/** WhatsApp's customer service window: 24 h from the patient's last message (docs/window-and-costs.md). */
+/** WhatsApp's customer service window: 24 h from the patient's last message (docs/window.md). */
 export const WINDOW_MS = 24 * 60 * 60 * 1000;
 
 export interface ServiceWindow {

@@ -8,6 +8,7 @@ import { laneKind } from '../queue/queue.constants';
 import { ConversationStore } from './conversation.store';
 import { OutboundRecords } from './outbound-records';
 import { isPartKey } from './reply-sender';
+import { type ReengageRequest } from './reengagement';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
 import { type Lease } from './turn.types';
 
@@ -31,7 +32,7 @@ interface StatusRaw {
  * A status lane's turn (SPEC §4.11): sent/delivered/read/failed move the outbound record forward,
  * `pricing` feeds the billed side of the cost ledger, and the part key in biz_opaque_callback_data
  * settles sends of unknown outcome. A free-form reply that failed with 131047 goes back to its
- * chat as a `reengage` item (docs/window-and-costs.md). Statuses that arrive before their record
+ * chat as a `reengage` item (docs/window.md). Statuses that arrive before their record
  * exists are retried for a while, then counted as orphans (another system may send on the number).
  */
 @Injectable()
@@ -83,13 +84,13 @@ export class StatusService {
     if (!record) return false;
     if (code) this.logger.warn({ code }, 'outbound message failed');
     if (code === String(WINDOW_CLOSED_CODE) && record.mode === 'free_form' && laneKind(record.lane) === 'chat') {
-      await this.reengage(item, status.id, record.lane);
+      await this.reengage(item, status.id, record.lane, record.sentAt);
     }
     return true;
   }
 
   /** Once per failed message (deduplicated by its wamid), on the chat's own lane, in order. */
-  private async reengage(item: IngestItem, wamid: string, chat: string): Promise<void> {
+  private async reengage(item: IngestItem, wamid: string, chat: string, sentAt?: number): Promise<void> {
     this.metrics.windowClosed.inc({ source: 'status' });
     const reengage: IngestItem = {
       key: `r:${wamid}`,
@@ -97,7 +98,7 @@ export class StatusService {
       kind: 'reengage',
       receivedAt: Date.now(),
       phoneNumberId: item.phoneNumberId,
-      raw: { wamid },
+      raw: { wamid, sentAt } satisfies ReengageRequest,
     };
     await this.ingest.ingest([reengage], []);
   }

@@ -19,7 +19,7 @@ export interface HistoryEntry {
 
 export type TemplateCategory = 'marketing' | 'utility' | 'authentication';
 
-/** A reply part that goes out as an approved template (docs/window-and-costs.md). */
+/** A reply part that goes out as an approved template (docs/window.md). */
 export interface ReplyTemplate extends TemplateContent {
   /** Meta's category of the template: it decides the price. */
   category: TemplateCategory;

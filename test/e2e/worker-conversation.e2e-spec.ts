@@ -351,10 +351,11 @@ describe('conversations (debounce 1 s, history of 4)', () => {
     expect(bot.llm.requests).toHaveLength(1);
   }, 90_000);
 
-  it('a message from a closed 24-hour window: no LLM call, no reply, a flagged chat', async () => {
+  it('a message from a closed 24-hour window: no LLM call, no reply, a flagged chat handed over (no template configured)', async () => {
     const from = '971500004007';
-    const skipped = await bot.metric('tawasul_turns_total', 'outcome="skipped"');
+    const escalated = await bot.metric('tawasul_turns_total', 'outcome="escalated"');
     const closed = await bot.metric('tawasul_escalations_total', 'trigger="window_closed"');
+    const found = await bot.metric('tawasul_window_closed_total', 'source="turn"');
     const late = textMessage({ from, text: 'are you still there?' });
     late.timestamp = String(Math.floor(Date.now() / 1000) - 25 * 3600);
     expect((await bot.post(envelope({ messages: [late] }))).status).toBe(200);
@@ -362,9 +363,12 @@ describe('conversations (debounce 1 s, history of 4)', () => {
     await bot.waitQuiet(60_000);
     expect(bot.llm.requests).toHaveLength(0);
     expect(bot.graph.sends()).toHaveLength(0);
-    expect(await bot.metric('tawasul_turns_total', 'outcome="skipped"')).toBe(skipped + 1);
+    expect(await bot.metric('tawasul_turns_total', 'outcome="escalated"')).toBe(escalated + 1);
     expect(await bot.metric('tawasul_escalations_total', 'trigger="window_closed"')).toBe(closed + 1);
+    expect(await bot.metric('tawasul_window_closed_total', 'source="turn"')).toBe(found + 1);
     expect((await chatState(from)).windowClosed).toBe('1');
+    // A person must reach the patient: the bot is paused for this chat.
+    expect(await bot.redis.hget(key(`chat:c.${TEST_PHONE_NUMBER_ID}.${from}:handoff`), 'state')).toBe('human');
   }, 90_000);
 
   it('an Arabic patient gets Arabic canned texts, and the chat remembers its language', async () => {

@@ -230,10 +230,12 @@ describe.each([
     expect(await deadEntries(p.from)).toEqual([expect.objectContaining({ reason: 'send_permanent', code: 131026 })]);
   }, 60_000);
 
-  it('131047 (window closed): dead-lettered as window_closed, escalated, the chat flagged', async () => {
+  it('131047 (window closed) without a re-engagement template: nothing dead-lettered, the chat handed over and flagged', async () => {
     const p = patient();
     const ESCALATED = 'tawasul_escalations_total{trigger="window_closed"}';
-    const before = await bot.metrics([deadLetters('window_closed'), ESCALATED, DEAD_TURNS]);
+    const ESCALATED_TURNS = 'tawasul_turns_total{outcome="escalated"}';
+    const FOUND = 'tawasul_window_closed_total{source="send"}';
+    const before = await bot.metrics([deadLetters('window_closed'), ESCALATED, DEAD_TURNS, ESCALATED_TURNS, FOUND]);
     bot.graph.enqueue({ kind: 'graph-error', code: 131047, message: 'Re-engagement message' });
     await bot.post(textPayload({ from: p.from, text: p.text }));
     await bot.graph.waitForSends(1, 30_000);
@@ -242,12 +244,15 @@ describe.each([
     expect(attemptsOf(p.reply).map((a) => a.behaviour)).toEqual(['graph-error']);
     expect(bot.graph.sends()).toHaveLength(1);
     expect(await bot.metricDeltas(before)).toEqual({
-      [deadLetters('window_closed')]: 1,
+      [deadLetters('window_closed')]: 0,
+      [DEAD_TURNS]: 0,
       [ESCALATED]: 1,
-      [DEAD_TURNS]: 1,
+      [ESCALATED_TURNS]: 1,
+      [FOUND]: 1,
     });
-    expect(await deadEntries(p.from)).toEqual([expect.objectContaining({ reason: 'window_closed', code: 131047 })]);
+    expect(await deadEntries(p.from)).toEqual([]);
     expect(await bot.redis.hget(`${root()}:chat:${laneOf(p.from)}:state`, 'windowClosed')).toBe('1');
+    expect(await bot.redis.hget(`${root()}:chat:${laneOf(p.from)}:handoff`, 'state')).toBe('human');
   }, 60_000);
 
   it('190 (expired token): the config alert is raised on the worker that saw it, the reply goes out after the fix', async () => {

@@ -153,8 +153,10 @@ export class BotCluster {
 
   /** Each series (`name` or `name{label="v"}`, exactly as printed) read from every worker process. */
   async metricsPerWorker(series: readonly string[]): Promise<Record<string, number>[]> {
+    // Without worker processes the receiver runs role `all`: it is the worker.
+    const processes = this.workers.length > 0 ? this.workers : [{ url: this.receiver.url }];
     return Promise.all(
-      this.workers.map(async (worker) => {
+      processes.map(async (worker) => {
         const totals: Record<string, number> = Object.fromEntries(series.map((s) => [s, 0]));
         const text = await (await fetch(`${worker.url}/metrics`)).text();
         for (const line of text.split('\n')) {
@@ -174,7 +176,7 @@ export class BotCluster {
     return Object.fromEntries(series.map((s) => [s, perWorker.reduce((sum, m) => sum + m[s], 0)]));
   }
 
-  /** One series summed over the worker processes: `metric('x_total', 'kind="a"')` reads `x_total{kind="a"}`. */
+  /** One series summed over the worker processes (the receiver, when it runs role `all`): `metric('x_total', 'kind="a"')` reads `x_total{kind="a"}`. */
   async metric(name: string, labels = ''): Promise<number> {
     const series = labels ? `${name}{${labels}}` : name;
     return (await this.metrics([series]))[series];
