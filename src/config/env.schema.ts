@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { isIP } from 'node:net';
 import { Transform, Type } from 'class-transformer';
 import {
   IsBoolean,
@@ -10,6 +11,7 @@ import {
   Matches,
   Max,
   Min,
+  ValidateBy,
   ValidateIf,
 } from 'class-validator';
 import { AppRole } from '../app-role';
@@ -32,6 +34,18 @@ const toBool = ({ value }: { value: unknown }): unknown => {
   return value;
 };
 
+/** RFC 1123 host names; all-numeric names are left to isIP, so that 300.1.1.1 is refused. */
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const IsHost = (): PropertyDecorator =>
+  ValidateBy({
+    name: 'isHost',
+    validator: {
+      validate: (v: unknown) =>
+        typeof v === 'string' && (isIP(v) !== 0 || (HOSTNAME.test(v) && !/^[\d.]+$/.test(v))),
+      defaultMessage: () => 'must be an IP address (0.0.0.0, ::, 127.0.0.1…) or a host name',
+    },
+  });
+
 /**
  * Every variable of SPEC.md §2, with its contract default. Values arrive as strings from the
  * environment; class-transformer turns them into numbers and booleans before validation.
@@ -46,6 +60,15 @@ export class EnvSchema {
   @Min(1, { message: 'must be a port number (1-65535)' })
   @Max(65535, { message: 'must be a port number (1-65535)' })
   PORT = 3000;
+
+  /**
+   * The address the HTTP server binds. No schema default: validateEnv picks 127.0.0.1 for the
+   * sandbox BSP (its POST /webhook takes anything unsigned) and 0.0.0.0 otherwise.
+   */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsHost()
+  HOST?: string;
 
   @Transform(emptyToUndefined)
   @IsOptional()
@@ -276,6 +299,24 @@ export class EnvSchema {
   @IsString()
   ADMIN_PASSWORD?: string;
 
+  /**
+   * Not in SPEC §2: in production the peer URLs (Graph API, 360dialog, LLM, Chatwoot) must be
+   * https unless this is true, for peers reached over a private network.
+   */
+  @Transform(toBool)
+  @IsBoolean({ message: 'must be true or false' })
+  ALLOW_PLAIN_HTTP = false;
+
+  /**
+   * Not in SPEC §2: longest a client may take to send one whole request, headers and body, so that
+   * a client trickling a 3 MB body cannot hold a socket and its buffer for ever.
+   */
+  @Type(() => Number)
+  @IsInt({ message: 'must be a whole number of milliseconds between 1000 and 600000' })
+  @Min(1000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })
+  @Max(600000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })
+  HTTP_REQUEST_TIMEOUT_MS = 30000;
+
   /** Not in SPEC §2: how long the receiver keeps serving after SIGTERM (endpoints need time to update). */
   @Type(() => Number)
   @IsInt({ message: 'must be a whole number of milliseconds between 0 and 60000' })
@@ -288,7 +329,7 @@ export class EnvSchema {
   @IsInt({ message: 'must be a whole number of milliseconds between 1000 and 600000' })
   @Min(1000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })
   @Max(600000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })
-  TURN_LEASE_MS = 15000;
+  TURN_LEASE_MS = 3000;
 
   /** Not in SPEC §2: how long a send of unknown outcome waits for its status before it is resent. */
   @Type(() => Number)

@@ -4,10 +4,13 @@
  * past its lease (GC pause, partition, SIGSTOP) and wakes up changes nothing (SPEC §4.4).
  */
 
-/** KEYS: lease, lane hash. ARGV: lease ms, lane hash TTL s. Returns the new fencing token, or 0 when taken. */
+/**
+ * KEYS: lease, lane hash. ARGV: lease ms, lane hash TTL s, a random part from the caller.
+ * Returns the new fencing token `<counter>.<random>`, or 0 when the lease is taken.
+ */
 export const ACQUIRE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local fence = redis.call('HINCRBY', KEYS[2], 'fence', 1)
+local fence = redis.call('HINCRBY', KEYS[2], 'fence', 1) .. '.' .. ARGV[3]
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], fence, 'PX', ARGV[1])
 return fence

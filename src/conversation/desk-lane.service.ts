@@ -12,7 +12,7 @@ import { ConversationStore, type DeskRecord } from './conversation.store';
 import { DeadLetters } from './dead-letters';
 import { type DeskStep } from './desk-steps';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
-import { type Lease } from './turn.types';
+import { type Lease, leaseUsable } from './turn.types';
 
 /** A step the desk refuses, or that waited longer than this, is dead-lettered: an outage of up to an hour is waited out. */
 const GIVE_UP_MS = 60 * 60 * 1000;
@@ -81,6 +81,7 @@ export class DeskLaneService implements OnModuleInit {
 
   private async apply(lease: Lease, chat: string, item: IngestItem, record: DeskRecord): Promise<StepDone | 'lost'> {
     const step = item.raw as DeskStep;
+    if (!leaseUsable(lease)) return 'lost';
     if (step.op === 'notify') {
       await this.notifier.notify({
         event: 'escalation',

@@ -22,6 +22,8 @@ type Json = Record<string, unknown>;
 const obj = (v: unknown): Json => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {});
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
 const MEDIA = new Set(['image', 'document', 'audio', 'video', 'sticker']);
+/** The new number becomes a chat key: digits only, at most 20 (E.164 has 15). */
+const NEW_WA_ID = /^\d{1,20}$/;
 
 export function interpretMessage(raw: unknown): Inbound {
   const m = obj(raw);
@@ -48,7 +50,9 @@ export function interpretMessage(raw: unknown): Inbound {
     case 'system': {
       const system = obj(m.system);
       const newWaId = str(system.wa_id);
-      if (system.type === 'user_changed_number' && newWaId) return { ...base, kind: 'number_change', newWaId };
+      if (system.type === 'user_changed_number' && newWaId && NEW_WA_ID.test(newWaId)) {
+        return { ...base, kind: 'number_change', newWaId };
+      }
       return { ...base, kind: 'none', reason: `system_${str(system.type) ?? 'other'}` };
     }
     case 'reaction':

@@ -35,17 +35,19 @@ export class LaneRunner {
     this.logger = appLogger.child('lane');
   }
 
-  async handle(lane: string): Promise<void> {
+  /** @param jobId the wake-up job running this, so a re-arm never reuses its id */
+  async handle(lane: string, jobId?: string): Promise<void> {
     const notBefore = await this.store.notBefore(lane);
     if (notBefore !== undefined && notBefore > Date.now()) {
-      // Parked (debounce, backoff, 131056, unknown send outcome): make sure its delayed wake exists.
-      await this.wakeUps.wake([{ lane, tag: `n${notBefore}`, at: notBefore }]);
+      // Parked (debounce, backoff, 131056, unknown send outcome): make sure its delayed wake
+      // exists. Woken a moment early (another process's clock promoted this job): wake again.
+      await this.wakeUps.wake([{ lane, tag: notBeforeTag(lane, notBefore, jobId), at: notBefore }]);
       return;
     }
     const lease = await this.store.acquire(lane);
     if (!lease) return this.afterLeaseLapses(lane);
     const outcome = await this.withHeartbeat(lease, () => this.run(lease));
-    await this.rearm(lease, outcome);
+    await this.rearm(lease, outcome, jobId);
   }
 
   private run(lease: Lease): Promise<RunOutcome> {
@@ -72,14 +74,14 @@ export class LaneRunner {
     await this.wakeUps.wake([{ lane, tag: `l${Math.ceil(at / 1000)}`, at }]);
   }
 
-  private async rearm(lease: Lease, outcome: RunOutcome): Promise<void> {
+  private async rearm(lease: Lease, outcome: RunOutcome, jobId?: string): Promise<void> {
     const { lane, fence } = lease;
     switch (outcome.kind) {
       case 'lost':
         this.logger.warn({ chat: this.hasher.hash(lane), fence }, 'lease lost; another worker continues this chat');
         return;
       case 'deferred':
-        await this.wakeUps.wake([{ lane, tag: `n${outcome.at}`, at: outcome.at }]);
+        await this.wakeUps.wake([{ lane, tag: notBeforeTag(lane, outcome.at, jobId), at: outcome.at }]);
         return;
       case 'finished': {
         // Tagged with this lane's fence: unique per commit, never the id of a job running there.
@@ -112,4 +114,13 @@ export class LaneRunner {
       clearInterval(timer);
     }
   }
+}
+
+/**
+ * The tag of a parked lane's delayed wake-up: `n<at>`, or `m<at>` when `n<at>` names the job that
+ * is running now. BullMQ ignores an add whose id is still active, so re-adding its own id would
+ * leave the chat to the sweeper; the two tags alternate instead.
+ */
+export function notBeforeTag(lane: string, at: number, runningJobId?: string): string {
+  return runningJobId === `${lane}.n${at}` ? `m${at}` : `n${at}`;
 }

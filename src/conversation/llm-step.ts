@@ -14,7 +14,7 @@ import { type TurnContext } from './chat-turn.service';
 import { ConversationStore } from './conversation.store';
 import { DeadLetters } from './dead-letters';
 import { deferredOrLost, LOST, type RunOutcome } from './turn-outcome';
-import { type TurnMeta } from './turn.types';
+import { leaseUsable, type TurnMeta } from './turn.types';
 
 export type LlmStepResult =
   | { kind: 'reply'; text: string }
@@ -63,6 +63,8 @@ export class LlmStep {
       if (turn.attempts === 0) this.markRead(ctx);
       let request = this.request(ctx);
       for (;;) {
+        // A renewal found the lease gone (or this worker stalled past it): someone else has the chat.
+        if (!leaseUsable(lease)) return { kind: 'outcome', outcome: LOST };
         try {
           const reply = await this.llm.complete(request);
           return { kind: 'reply', text: reply.content };

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { type Provider } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { type IngestItem } from '../dedup/ingest-item';
@@ -48,6 +49,7 @@ const SCRIPTS = {
   tsErase: ERASE,
 };
 const DAY_S = 86400;
+const LEASE_MARGIN_MS = 100;
 /** Lane hashes keep the fence counter; they outlive any plausible stalled worker. */
 const LANE_TTL_S = 30 * DAY_S;
 /** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (docs/handover.md). */
@@ -95,14 +97,18 @@ export class RedisConversationStore extends ConversationStore {
   }
 
   async acquire(lane: string): Promise<Lease | undefined> {
-    const fence = Number(
-      await this.run(
-        'tsAcquire',
-        [this.keys.lease(lane), this.keys.lane(lane)],
-        [this.config.env.TURN_LEASE_MS, LANE_TTL_S],
-      ),
+    const sent = performance.now();
+    const fence = await this.run(
+      'tsAcquire',
+      [this.keys.lease(lane), this.keys.lane(lane)],
+      [this.config.env.TURN_LEASE_MS, LANE_TTL_S, randomBytes(6).toString('hex')],
     );
-    return fence > 0 ? { lane, fence } : undefined;
+    return typeof fence === 'string' ? { lane, fence, validUntil: this.deadline(sent) } : undefined;
+  }
+
+  /** Redis starts the lease's TTL after `sent`; a small margin covers the two clocks' drift. */
+  private deadline(sent: number): number {
+    return sent + this.config.env.TURN_LEASE_MS - LEASE_MARGIN_MS;
   }
 
   leaseTtl(lane: string): Promise<number> {
@@ -110,9 +116,12 @@ export class RedisConversationStore extends ConversationStore {
   }
 
   async renew(lease: Lease): Promise<boolean> {
-    return (
-      (await this.run('tsRenew', [this.keys.lease(lease.lane)], [lease.fence, this.config.env.TURN_LEASE_MS])) === 1
-    );
+    const sent = performance.now();
+    const ok =
+      (await this.run('tsRenew', [this.keys.lease(lease.lane)], [lease.fence, this.config.env.TURN_LEASE_MS])) === 1;
+    if (ok) lease.validUntil = Math.max(lease.validUntil, this.deadline(sent));
+    else lease.lost = true;
+    return ok;
   }
 
   async release(lease: Lease): Promise<void> {

@@ -5,7 +5,7 @@ import { BspSendError } from '../bsp/bsp-send.error';
 import { MetricsService } from '../metrics/metrics.service';
 import { ConversationStore } from './conversation.store';
 import { OutboundRecords } from './outbound-records';
-import { type Lease, type StoredReply, type TurnMeta } from './turn.types';
+import { type Lease, leaseUsable, type StoredReply, type TurnMeta } from './turn.types';
 /** A BSP outage of up to an hour is waited out; longer ones dead-letter (SPEC §4.3). */
 export const SEND_GIVE_UP_MS = 60 * 60 * 1000;
 
@@ -56,9 +56,11 @@ export class ReplySender {
         if (Date.now() < settleBy) return { kind: 'defer', at: settleBy };
         this.metrics.possibleDuplicateSends.inc();
       }
+      if (!leaseUsable(lease)) return { kind: 'lost' };
       reply.sending[i] = Date.now();
-      // The fenced write right before the send: a stale worker stops here.
-      if (!(await this.store.saveTurn(lease, turn, true))) return { kind: 'lost' };
+      // The fenced write right before the send: a stale worker stops here, and one that stalled
+      // after it (past its own deadline) does not write the request either.
+      if (!(await this.store.saveTurn(lease, turn, true)) || !leaseUsable(lease)) return { kind: 'lost' };
       const step = await this.sendOne(lease, turn, i, key, to);
       if (step) return step;
     }

@@ -66,7 +66,7 @@ export class TurnProcessor implements OnApplicationBootstrap, BeforeApplicationS
     const name = job.name as TurnJob;
     switch (name) {
       case TurnJob.Wake:
-        return this.lanes.handle(job.data.lane);
+        return this.lanes.handle(job.data.lane, job.id);
       case TurnJob.Sweep:
         await this.sweeper.sweep();
         return;

@@ -1,10 +1,28 @@
 import { type TemplateContent } from '../bsp/bsp.client';
 import { type IngestItem } from '../dedup/ingest-item';
 
-/** The fencing token of a held lane lease: every write and send of the turn carries it. */
+/** A held lane lease: every write and send of the turn carries its fencing token. */
 export interface Lease {
   lane: string;
-  fence: number;
+  /**
+   * The fencing token: the lane's counter and a random part (`17.9f2c01ab77e3`). Unique, not only
+   * increasing: if Redis loses its last writes (an AOF crash, a failover to a lagging replica) the
+   * counter can repeat, and two workers must still never pass the same check. Compared whole.
+   */
+  fence: string;
+  /**
+   * This worker's own deadline for acting under the lease, on its monotonic clock
+   * (performance.now()): computed from when the acquire or renewal was sent, so it ends before
+   * Redis lets the lease go. A stalled worker that wakes past it writes no send request.
+   */
+  validUntil: number;
+  /** A renewal found the lease gone: stop before the next side effect. */
+  lost?: boolean;
+}
+
+/** Whether the holder may still start a side effect (an LLM call, a send, a post). */
+export function leaseUsable(lease: Lease): boolean {
+  return !lease.lost && performance.now() < lease.validUntil;
 }
 
 /** One entry of a chat's history, as kept in Redis and shown by /v1/conversations. */

@@ -208,7 +208,7 @@ describe('worker turns with three worker processes', () => {
       const ttl = await bot.redis.ttl(bot.receiver.keys.handoff(lane));
       expect(ttl).toBeGreaterThan(7 * 86400 - 10);
       expect(ttl).toBeLessThanOrEqual(7 * 86400);
-      expect(await store.setHandoff({ lane, fence: lease.fence + 1 }, lane, { state: 'bot' }, 0)).toBe(false);
+      expect(await store.setHandoff({ ...lease, fence: `${lease.fence}0` }, lane, { state: 'bot' }, 0)).toBe(false);
       expect(await store.setHandoff(lease, lane, { state: 'bot' }, 0)).toBe(true);
       expect((await store.readChat(lane)).handoff).toEqual({ state: 'bot' });
       await store.release(lease);

@@ -1,0 +1,158 @@
+import { performance } from 'node:perf_hooks';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { type RecordedLlmRequest } from '../fakes/fake-llm.server';
+import { ConversationStore } from '../../src/conversation/conversation.store';
+import { ReplySender } from '../../src/conversation/reply-sender';
+import { leaseUsable, type TurnMeta } from '../../src/conversation/turn.types';
+import { chatLane, TURNS_QUEUE } from '../../src/queue/queue.constants';
+import { BotCluster } from '../utils/bot-cluster';
+import { textPayload } from '../utils/meta-payloads';
+import { type SpawnedApp, waitUntil } from '../utils/spawn-app';
+import { startTestApp, type TestApp } from '../utils/test-app';
+import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
+
+/**
+ * Hardening of the worker's core (docs/architecture.md: lease, fence, not-before): unique fences,
+ * the lease's own deadline, early wake-ups, and the takeover of a killed worker's turn.
+ */
+
+describe('the lease, in one process against real Redis', () => {
+  let t: TestApp;
+  let store: ConversationStore;
+  let seq = 0;
+  const lane = (): string => chatLane(TEST_PHONE_NUMBER_ID, `97150150${String(seq++).padStart(4, '0')}`);
+  const turn = (): TurnMeta => ({
+    id: `t-${seq}`,
+    startedAt: Date.now(),
+    attempts: 0,
+    sendFailures: 0,
+    pairRateFailures: 0,
+  });
+
+  beforeAll(async () => {
+    t = await startTestApp({ BSP_PROVIDER: 'sandbox', TURN_DEBOUNCE_MS: '1000', MARK_READ: 'false' });
+    store = t.app.get(ConversationStore, { strict: false });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('fences are unique: when Redis lost its last writes and the counter repeats, the old holder passes no check', async () => {
+    const l = lane();
+    const first = (await store.acquire(l))!;
+    // What a crash with AOF everysec, or a failover to a lagging replica, can leave behind: the
+    // lease and the counter's last increment gone, while the first worker still runs.
+    await t.redis.del(t.keys.lease(l));
+    await t.redis.hincrby(t.keys.lane(l), 'fence', -1);
+    const second = (await store.acquire(l))!;
+    expect(second.fence.split('.')[0]).toBe(first.fence.split('.')[0]);
+    expect(second.fence).not.toBe(first.fence);
+    expect(await store.saveTurn(first, turn())).toBe(false);
+    expect(await store.renew(first)).toBe(false);
+    expect(await store.saveTurn(second, turn())).toBe(true);
+    await store.release(second);
+  });
+
+  it('a renewal that finds the lease gone marks it lost: the holder starts no further side effect', async () => {
+    const l = lane();
+    const lease = (await store.acquire(l))!;
+    expect(leaseUsable(lease)).toBe(true);
+    expect(await store.renew(lease)).toBe(true);
+    await t.redis.del(t.keys.lease(l));
+    expect(await store.renew(lease)).toBe(false);
+    expect(lease.lost).toBe(true);
+    expect(leaseUsable(lease)).toBe(false);
+  });
+
+  it('a worker past its own lease deadline writes no send request, even while Redis still says the lease is its', async () => {
+    const l = lane();
+    const lease = (await store.acquire(l))!;
+    const sender = t.app.get(ReplySender, { strict: false });
+    const stalled = turn();
+    stalled.reply = { kind: 'llm', text: 'hi', parts: ['hi'], sent: [null], sending: [null] };
+    // As if the process froze (GC, SIGSTOP) long enough for its monotonic deadline to pass.
+    lease.validUntil = performance.now() - 1;
+    const sends = await t.redis.llen(`${t.config.redisKeyRoot}:sandbox:outbox`);
+    expect(await sender.sendParts(lease, stalled, '971500000001')).toEqual({ kind: 'lost' });
+    expect(await t.redis.pttl(t.keys.lease(l))).toBeGreaterThan(0);
+    expect(await t.redis.llen(`${t.config.redisKeyRoot}:sandbox:outbox`)).toBe(sends);
+    await store.release(lease);
+  });
+
+  it('a parked chat whose delayed wake-up runs early is woken again at its time (not left to the sweeper)', async () => {
+    const from = `97150150${String(seq++).padStart(4, '0')}`;
+    const l = chatLane(TEST_PHONE_NUMBER_ID, from);
+    const connection = new Redis(t.config.env.REDIS_URL, { maxRetriesPerRequest: null });
+    const queue = new Queue(TURNS_QUEUE, { connection, prefix: t.config.redisKeyRoot });
+    try {
+      expect((await t.postSigned(textPayload({ from, text: 'debounced' }))).status).toBe(200);
+      // The debounce parks the turn for a second with a delayed wake-up `n<not-before>`.
+      let nb = 0;
+      await waitUntil(
+        'the turn to park',
+        async () => (nb = Number(await t.redis.hget(t.keys.lane(l), 'nb'))) > 0,
+        5000,
+      );
+      const early = await queue.getJob(`${l}.n${nb}`);
+      expect(early).toBeDefined();
+      // Another process's clock ran ahead and promoted it: it runs now, before its time.
+      await early!.promote();
+      await waitUntil(
+        'a wake-up at the parked time',
+        async () => {
+          const delayed = await queue.getDelayed();
+          return delayed.some((job) => job.id === `${l}.m${nb}`);
+        },
+        5000,
+      );
+      await waitUntil(
+        'the reply',
+        async () => (await t.redis.llen(`${t.config.redisKeyRoot}:sandbox:outbox`)) > 0,
+        10_000,
+      );
+    } finally {
+      await queue.close();
+      connection.disconnect();
+    }
+  });
+});
+
+describe('takeover after SIGKILL, default lease, two workers', () => {
+  let bot: BotCluster;
+  const lastUser = (r: RecordedLlmRequest): string => r.body.messages[r.body.messages.length - 1].content;
+  const keyOf = (r: RecordedLlmRequest): string | undefined => r.headers.authorization;
+
+  beforeAll(async () => {
+    // TURN_LEASE_MS left at its default.
+    bot = await BotCluster.start({
+      workers: 1,
+      env: { TURN_LEASE_MS: undefined, LLM_API_KEY: 'worker-a', LOG_LEVEL: 'warn' },
+    });
+    await bot.addWorker({ LLM_API_KEY: 'worker-b' });
+  }, 120_000);
+
+  afterAll(async () => {
+    await bot?.close();
+  });
+
+  it('a worker SIGKILLed mid-turn: another restarts the turn within 5 s, one reply goes out', async () => {
+    const from = '971500015999';
+    bot.llm.latencyMs = 4000;
+    expect((await bot.post(textPayload({ from, text: 'killed' }))).status).toBe(200);
+    await bot.llm.waitForRequests(1, 30_000);
+    const holder = bot.workers.find((w: SpawnedApp) => `Bearer ${w.env.LLM_API_KEY}` === keyOf(bot.llm.requests[0]))!;
+    const killedAt = Date.now();
+    holder.kill('SIGKILL');
+    await holder.waitExit();
+    bot.workers.splice(bot.workers.indexOf(holder), 1);
+    await bot.llm.waitForRequests(2, 30_000);
+    const restartedAfter = Date.now() - killedAt;
+    await bot.graph.waitForSends(1, 30_000);
+    await bot.waitQuiet(30_000);
+    expect(restartedAfter).toBeLessThanOrEqual(5000);
+    expect(bot.llm.requests.map(lastUser)).toEqual(['killed', 'killed']);
+    expect(bot.sentTexts(from)).toEqual(['Echo: killed']);
+  }, 90_000);
+});
