@@ -10,94 +10,12 @@
  * at REDIS_URL (default 127.0.0.1:6379) under a prefix of its own, deleted afterwards.
  * Knobs: BURST_CHATS (200), BURST_LATENCY_MS (3000), OVERHEAD_MESSAGES (400), OVERHEAD_RATE (100/s).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createHmac, randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { freePort, PHONE_NUMBER_ID, percentile, post, SECRET, startApp } from './bench-apps';
 import { Redis } from 'ioredis';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';
 
-const SECRET = 'bench_app_secret';
-const PHONE_NUMBER_ID = '100000000000001';
 const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback) || fallback;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function startApp(
-  role: string,
-  env: Record<string, string>,
-): { child: ChildProcess; url: string; ready: Promise<void> } {
-  const child = spawn(process.execPath, [join(__dirname, '..', 'dist', 'main.js'), `--role=${role}`], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const url = `http://127.0.0.1:${env.PORT}`;
-  const ready = (async () => {
-    for (let i = 0; i < 300; i++) {
-      try {
-        if ((await fetch(`${url}/health/ready`)).status === 200) return;
-      } catch {
-        // not listening yet
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`${role} did not become ready`);
-  })();
-  return { child, url, ready };
-}
-
-function signedBody(from: string, text: string): { body: string; signature: string } {
-  const body = JSON.stringify({
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '1',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: { display_phone_number: '15550001111', phone_number_id: PHONE_NUMBER_ID },
-              contacts: [{ profile: { name: 'Bench' }, wa_id: from }],
-              messages: [
-                {
-                  from,
-                  id: `wamid.B${randomBytes(8).toString('hex')}`,
-                  timestamp: String(Math.floor(Date.now() / 1000)),
-                  type: 'text',
-                  text: { body: text },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  });
-  return { body, signature: `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}` };
-}
-
-async function post(url: string, from: string, text: string): Promise<number> {
-  const { body, signature } = signedBody(from, text);
-  const res = await fetch(`${url}/webhook`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature },
-    body,
-  });
-  await res.arrayBuffer();
-  return res.status;
-}
-
-const percentile = (sorted: number[], p: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
 async function main(): Promise<void> {
   const chats = num('BURST_CHATS', 200);

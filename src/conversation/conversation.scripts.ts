@@ -93,6 +93,15 @@ redis.call('DEL', KEYS[1])
 return 1
 `;
 
+/**
+ * KEYS: lease, lane hash. ARGV: fence. The turn in flight threw: counts it on the lane (the count
+ * lives until the turn finishes) and returns the count, or -1 when the lease was lost.
+ */
+export const FAILED = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+return redis.call('HINCRBY', KEYS[2], 'failures', 1)
+`;
+
 /** KEYS: lease. ARGV: fence. Lets the lease go without other changes. */
 export const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -126,7 +135,7 @@ if #ARGV >= fields then
   redis.call('EXPIRE', KEYS[7], ARGV[5])
 end
 redis.call('DEL', KEYS[4])
-redis.call('HDEL', KEYS[2], 'turn', 'locked', 'nb')
+redis.call('HDEL', KEYS[2], 'turn', 'locked', 'nb', 'failures')
 redis.call('DEL', KEYS[1])
 local first = redis.call('LINDEX', KEYS[3], 0)
 if first then

@@ -36,6 +36,11 @@ export abstract class ConversationStore {
   abstract leaseTtl(lane: string): Promise<number>;
   /** Extends the lease; false when it was lost. */
   abstract renew(lease: Lease): Promise<boolean>;
+  /**
+   * The turn in flight threw unexpectedly: counts it (the count lives until the turn finishes)
+   * and returns how many times it has; -1 when the lease was lost.
+   */
+  abstract countFailure(lease: Lease): Promise<number>;
   /** Lets the lease go, nothing else. */
   abstract release(lease: Lease): Promise<void>;
   /** When the lane's parked turn may continue (ms since epoch), if it is parked. */

@@ -9,7 +9,7 @@ import { RedisKeys } from '../redis/redis-keys';
 const DEAD_LETTER_CAP = 10000;
 
 export type DeadLetterReason =
-  'llm_exhausted' | 'send_permanent' | 'send_expired' | 'window_closed' | 'config' | 'desk_step';
+  'llm_exhausted' | 'send_permanent' | 'send_expired' | 'window_closed' | 'config' | 'desk_step' | 'turn_failed';
 
 /**
  * Work given up, visibly (SPEC §4.3): a metric, an error log line (hashed chat, no text) and an

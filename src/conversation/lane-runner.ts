@@ -4,7 +4,11 @@ import { AppConfig } from '../config/app-config';
 import { WakeUpService } from '../dedup/wake-up.service';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
-import { laneKind } from '../queue/queue.constants';
+import { BspClient } from '../bsp/bsp.client';
+import { CannedMessages } from '../llm/canned-messages';
+import { MetricsService } from '../metrics/metrics.service';
+import { laneKind, laneParts } from '../queue/queue.constants';
+import { DeadLetters } from './dead-letters';
 import { ChatTurnService } from './chat-turn.service';
 import { ConversationStore } from './conversation.store';
 import { DeskLaneService } from './desk-lane.service';
@@ -28,6 +32,10 @@ export class LaneRunner {
     private readonly statuses: StatusService,
     private readonly desks: DeskLaneService,
     private readonly wakeUps: WakeUpService,
+    private readonly deadLetters: DeadLetters,
+    private readonly bsp: BspClient,
+    private readonly canned: CannedMessages,
+    private readonly metrics: MetricsService,
     private readonly hasher: LogHasher,
     private readonly config: AppConfig,
     appLogger: AppLogger,
@@ -46,8 +54,51 @@ export class LaneRunner {
     }
     const lease = await this.store.acquire(lane);
     if (!lease) return this.afterLeaseLapses(lane);
-    const outcome = await this.withHeartbeat(lease, () => this.run(lease));
+    let outcome: RunOutcome;
+    try {
+      outcome = await this.withHeartbeat(lease, () => this.run(lease));
+    } catch (err) {
+      outcome = await this.onUnexpected(lease, err as Error);
+    }
     await this.rearm(lease, outcome, jobId);
+  }
+
+  /**
+   * The turn threw (a bug, a stored item that cannot be read). Retried soon with backoff, counted
+   * under the fence; after MAX_TURN_FAILURES it is dead-lettered with the apology, so the chat's
+   * next messages are not held behind it for ever. When Redis itself failed nothing can be counted:
+   * the error goes to the job, and the sweeper re-arms the turn once Redis answers (about a sweep).
+   */
+  private async onUnexpected(lease: Lease, err: Error): Promise<RunOutcome> {
+    const chat = this.hasher.hash(lease.lane);
+    const failures = await this.store.countFailure(lease).catch(async () => {
+      await this.store.release(lease).catch(() => undefined);
+      throw err;
+    });
+    if (failures < 0) return { kind: 'lost' };
+    if (failures < MAX_TURN_FAILURES) {
+      this.metrics.turnFailures.inc({ outcome: 'retried' });
+      this.logger.error({ chat, failures, err: err.message }, 'turn failed unexpectedly; retrying');
+      // Parked, not only released: the sweeper would otherwise re-arm a turn in flight at once.
+      const at = Date.now() + FAILURE_BACKOFF_MS * 2 ** (failures - 1);
+      return (await this.store.defer(lease, at)) ? { kind: 'deferred', at } : { kind: 'lost' };
+    }
+    this.metrics.turnFailures.inc({ outcome: 'dead_lettered' });
+    await this.deadLetters.record('turn_failed', lease.lane, { failures, err: err.message.slice(0, 200) });
+    const result = await this.store.finish(lease, undefined);
+    if (result !== 'lost' && laneKind(lease.lane) === 'chat') await this.apologise(lease.lane);
+    return result === 'lost' ? { kind: 'lost' } : { kind: 'finished', result };
+  }
+
+  /** Best effort, once: the patient learns their message was not handled and may call. */
+  private async apologise(lane: string): Promise<void> {
+    try {
+      const { state } = await this.store.readChat(lane);
+      const body = this.canned.text('apology', state.language ?? 'en');
+      await this.bsp.sendText({ to: laneParts(lane).sender, body });
+    } catch (err) {
+      this.logger.warn({ chat: this.hasher.hash(lane), err: (err as Error).message }, 'apology not sent');
+    }
   }
 
   private run(lease: Lease): Promise<RunOutcome> {
@@ -106,15 +157,15 @@ export class LaneRunner {
     }, every);
     try {
       return await work();
-    } catch (err) {
-      // Unexpected (Redis away mid-turn): free the lane for a retry instead of waiting out the lease.
-      await this.store.release(lease).catch(() => undefined);
-      throw err;
     } finally {
       clearInterval(timer);
     }
   }
 }
+
+/** A turn that keeps throwing is dead-lettered after this many attempts (about 7 s of backoff). */
+export const MAX_TURN_FAILURES = 5;
+const FAILURE_BACKOFF_MS = 500;
 
 /**
  * The tag of a parked lane's delayed wake-up: `n<at>`, or `m<at>` when `n<at>` names the job that

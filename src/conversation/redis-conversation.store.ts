@@ -13,6 +13,7 @@ import {
   DESK_MARK,
   DESK_SHIFT,
   ERASE,
+  FAILED,
   FINISH,
   HANDOFF,
   JOIN,
@@ -47,6 +48,7 @@ const SCRIPTS = {
   tsDeskMark: DESK_MARK,
   tsDeskShift: DESK_SHIFT,
   tsErase: ERASE,
+  tsFailed: FAILED,
 };
 const DAY_S = 86400;
 const LEASE_MARGIN_MS = 100;
@@ -122,6 +124,10 @@ export class RedisConversationStore extends ConversationStore {
     if (ok) lease.validUntil = Math.max(lease.validUntil, this.deadline(sent));
     else lease.lost = true;
     return ok;
+  }
+
+  async countFailure(lease: Lease): Promise<number> {
+    return Number(await this.run('tsFailed', [this.keys.lease(lease.lane), this.keys.lane(lease.lane)], [lease.fence]));
   }
 
   async release(lease: Lease): Promise<void> {

@@ -66,6 +66,13 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly turnFailures = new Counter({
+    name: 'tawasul_turn_failures_total',
+    help: 'Turns that threw unexpectedly (a bug, a bad stored item): retried, or dead-lettered after the last attempt',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly holdingMessages = new Counter({
     name: 'tawasul_holding_messages_total',
     help: 'Holding messages sent while the LLM was failing',

@@ -119,6 +119,54 @@ describe('the lease, in one process against real Redis', () => {
   });
 });
 
+describe('a turn that keeps throwing', () => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await startTestApp({ BSP_PROVIDER: 'sandbox', TURN_DEBOUNCE_MS: '0', MARK_READ: 'false' });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const outbox = async (): Promise<{ payload: { to: string; text?: { body: string } } }[]> =>
+    (await t.redis.lrange(`${t.config.redisKeyRoot}:sandbox:outbox`, 0, -1)).map((raw) => JSON.parse(raw));
+  const metric = async (series: string): Promise<number> => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line ? Number(line.split(' ')[1]) : 0;
+  };
+
+  it('is retried, then dead-lettered with the apology, and the chat answers its next message', async () => {
+    const from = '971500015100';
+    const l = chatLane(TEST_PHONE_NUMBER_ID, from);
+    // A stored item no worker can read (written by a bug, or by hand): every attempt throws.
+    await t.redis.rpush(t.keys.inbox(l), '{"kind":"message", not json');
+    await t.redis.zadd(t.keys.pending, Date.now(), l);
+    expect((await t.postSigned(textPayload({ from, text: 'first' }))).status).toBe(200);
+    await waitUntil(
+      'the dead letter',
+      async () => (await t.redis.lrange(t.keys.deadLetters, 0, -1)).some((e) => JSON.parse(e).lane === l),
+      30_000,
+    );
+    const entry = (await t.redis.lrange(t.keys.deadLetters, 0, -1)).map((e) => JSON.parse(e)).find((e) => e.lane === l);
+    expect(entry).toMatchObject({ reason: 'turn_failed', failures: 5 });
+    expect(await metric('tawasul_turn_failures_total{outcome="retried"}')).toBe(4);
+    expect(await metric('tawasul_turn_failures_total{outcome="dead_lettered"}')).toBe(1);
+    await waitUntil('the apology', async () => (await outbox()).some((e) => e.payload.to === from), 10_000);
+    expect((await outbox()).filter((e) => e.payload.to === from)).toHaveLength(1);
+
+    expect((await t.postSigned(textPayload({ from, text: 'second' }))).status).toBe(200);
+    await waitUntil(
+      'the next reply',
+      async () => (await outbox()).filter((e) => e.payload.to === from).length === 2,
+      20_000,
+    );
+    expect(await t.redis.hget(t.keys.lane(l), 'failures')).toBeNull();
+  }, 60_000);
+});
+
 describe('takeover after SIGKILL, default lease, two workers', () => {
   let bot: BotCluster;
   const lastUser = (r: RecordedLlmRequest): string => r.body.messages[r.body.messages.length - 1].content;
