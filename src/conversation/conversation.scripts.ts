@@ -5,21 +5,25 @@
  */
 
 /**
- * KEYS: lease, lane hash. ARGV: lease ms, lane hash TTL s, a random part from the caller.
- * Returns the new fencing token `<counter>.<random>`, or 0 when the lease is taken.
+ * KEYS: lease, lane hash, in-flight set, parked set. ARGV: lease ms, lane hash TTL s, a random part
+ * from the caller, lane, now ms. Returns the new fencing token `<counter>.<random>`, or 0 when the
+ * lease is taken. The lane is in flight until its lease runs out (renewals push that back).
  */
 export const ACQUIRE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local fence = redis.call('HINCRBY', KEYS[2], 'fence', 1) .. '.' .. ARGV[3]
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], fence, 'PX', ARGV[1])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[5]) + tonumber(ARGV[1]), ARGV[4])
+redis.call('ZREM', KEYS[4], ARGV[4])
 return fence
 `;
 
-/** KEYS: lease. ARGV: fence, lease ms. 1 when still ours (and extended). */
+/** KEYS: lease, in-flight set. ARGV: fence, lease ms, lane, now ms. 1 when still ours (and extended). */
 export const RENEW = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[2]), ARGV[3])
 return 1
 `;
 
@@ -75,21 +79,24 @@ return 1
 `;
 
 /**
- * KEYS: lease, lane hash, turn items. ARGV: fence, not-before ms, number K of kept items, items…,
- * then field/value pairs for the lane hash. Parks the turn until not-before and lets the lease go;
- * with K >= 0 the turn's items are replaced by the K given (K = -1 keeps them).
+ * KEYS: lease, lane hash, turn items, in-flight set, parked set. ARGV: fence, not-before ms, lane,
+ * number K of kept items, items…, then field/value pairs for the lane hash. Parks the turn until
+ * not-before and lets the lease go; with K >= 0 the turn's items are replaced by the K given
+ * (K = -1 keeps them).
  */
 export const DEFER = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local k = tonumber(ARGV[3])
+local k = tonumber(ARGV[4])
 if k >= 0 then
   redis.call('DEL', KEYS[3])
-  if k > 0 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 4, 3 + k)) end
+  if k > 0 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 5, 4 + k)) end
 end
 redis.call('HSET', KEYS[2], 'nb', ARGV[2])
-local first = 4 + math.max(k, 0)
+local first = 5 + math.max(k, 0)
 if #ARGV >= first then redis.call('HSET', KEYS[2], unpack(ARGV, first, #ARGV)) end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[3])
 return 1
 `;
 
@@ -102,15 +109,21 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 return redis.call('HINCRBY', KEYS[2], 'failures', 1)
 `;
 
-/** KEYS: lease. ARGV: fence. Lets the lease go without other changes. */
+/**
+ * KEYS: lease, in-flight set. ARGV: fence, lane, now ms. Lets the lease go without other changes;
+ * whatever the turn left unfinished is for the next sweep to re-arm.
+ */
 export const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[2])
+end
 return 1
 `;
 
 /**
  * Commits a finished turn. KEYS: lease, lane hash, inbox, turn items, pending, history, chat state,
- * desk inbox, desk backlog. ARGV: fence, lane, history max, history TTL s, chat state TTL s, N, N
+ * desk inbox, desk backlog, in-flight set, parked set. ARGV: fence, lane, history max, history TTL s, chat state TTL s, N, N
  * history entries, M, M desk items, desk lane, now ms, then field/value pairs for the chat state.
  * The desk items (hand-over steps, mirrors) are queued on the chat's desk lane in the same step,
  * so a retried turn never queues them twice. Returns 0 lease lost, 1 done (lane idle), 2 more waiting.
@@ -137,6 +150,8 @@ end
 redis.call('DEL', KEYS[4])
 redis.call('HDEL', KEYS[2], 'turn', 'locked', 'nb', 'failures')
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[10], ARGV[2])
+redis.call('ZREM', KEYS[11], ARGV[2])
 local first = redis.call('LINDEX', KEYS[3], 0)
 if first then
   local ok, item = pcall(cjson.decode, first)
@@ -207,8 +222,8 @@ return 1
 
 /**
  * KEYS: chat lease, chat lane hash, chat inbox, chat turn items, history, chat state, handoff,
- * desk record, desk lease, desk lane hash, desk inbox, desk turn items, pending, desk backlog.
- * ARGV: chat lane, desk lane. Returns 1 when the chat had anything to erase.
+ * desk record, desk lease, desk lane hash, desk inbox, desk turn items, pending, desk backlog,
+ * in-flight set, parked set. ARGV: chat lane, desk lane. Returns 1 when the chat had anything.
  */
 export const ERASE = `
 local found = redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[11], KEYS[12])
@@ -218,6 +233,8 @@ redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
 redis.call('HDEL', KEYS[2], 'turn', 'locked', 'nb')
 redis.call('HDEL', KEYS[10], 'turn', 'locked', 'nb')
 redis.call('ZREM', KEYS[13], ARGV[1], ARGV[2])
+redis.call('ZREM', KEYS[15], ARGV[1], ARGV[2])
+redis.call('ZREM', KEYS[16], ARGV[1], ARGV[2])
 if found > 0 then return 1 end
 return 0
 `;

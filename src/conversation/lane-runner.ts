@@ -9,6 +9,7 @@ import { CannedMessages } from '../llm/canned-messages';
 import { MetricsService } from '../metrics/metrics.service';
 import { laneKind, laneParts } from '../queue/queue.constants';
 import { DeadLetters } from './dead-letters';
+import { SLOT_WAKE_TAG } from './llm-step';
 import { ChatTurnService } from './chat-turn.service';
 import { ConversationStore } from './conversation.store';
 import { DeskLaneService } from './desk-lane.service';
@@ -46,7 +47,9 @@ export class LaneRunner {
   /** @param jobId the wake-up job running this, so a re-arm never reuses its id */
   async handle(lane: string, jobId?: string): Promise<void> {
     const notBefore = await this.store.notBefore(lane);
-    if (notBefore !== undefined && notBefore > Date.now()) {
+    // A freed LLM slot wakes a chat parked in line for it before its recheck time.
+    const slotFreed = jobId?.slice(lane.length + 1).startsWith(SLOT_WAKE_TAG) === true;
+    if (notBefore !== undefined && notBefore > Date.now() && !slotFreed) {
       // Parked (debounce, backoff, 131056, unknown send outcome): make sure its delayed wake
       // exists. Woken a moment early (another process's clock promoted this job): wake again.
       await this.wakeUps.wake([{ lane, tag: notBeforeTag(lane, notBefore, jobId), at: notBefore }]);

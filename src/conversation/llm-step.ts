@@ -3,7 +3,8 @@ import { type Logger } from 'pino';
 import { BspClient } from '../bsp/bsp.client';
 import { AppConfig } from '../config/app-config';
 import { CannedMessages } from '../llm/canned-messages';
-import { LlmConcurrencyLimiter } from '../llm/llm-concurrency.limiter';
+import { WakeUpService } from '../dedup/wake-up.service';
+import { LlmConcurrencyLimiter, SLOT_RECHECK_MS } from '../llm/llm-concurrency.limiter';
 import { LlmError, LlmClient, type LlmRequest } from '../llm/llm.client';
 import { buildLlmRequest, halveHistory } from '../llm/llm-request.builder';
 import { SystemPromptLoader } from '../llm/system-prompt.loader';
@@ -22,10 +23,11 @@ export type LlmStepResult =
   | { kind: 'exhausted'; text: string }
   | { kind: 'outcome'; outcome: RunOutcome };
 
+/** Wake-ups of chats whose turn waits for an LLM slot: they run before the parked time. */
+export const SLOT_WAKE_TAG = 'q';
+
 /** First retry after an LLM configuration error (401/404). */
 const CONFIG_RETRY_MS = 30_000;
-/** How soon a turn that found every LLM slot taken tries again (plus jitter). */
-const SLOT_RETRY_MS = 250;
 
 /**
  * The LLM part of a turn and its failure policy (SPEC §4.7): a slot under the global cap, the
@@ -40,6 +42,7 @@ export class LlmStep {
   constructor(
     private readonly llm: LlmClient,
     private readonly limiter: LlmConcurrencyLimiter,
+    private readonly wakeUps: WakeUpService,
     private readonly prompt: SystemPromptLoader,
     private readonly canned: CannedMessages,
     private readonly bsp: BspClient,
@@ -55,8 +58,11 @@ export class LlmStep {
 
   async run(ctx: TurnContext): Promise<LlmStepResult> {
     const { lease, turn } = ctx;
-    if (!(await this.limiter.tryAcquire(turn.id))) {
-      const at = Date.now() + SLOT_RETRY_MS + Math.floor(Math.random() * SLOT_RETRY_MS);
+    // The fence makes the holder unique to this worker's attempt: a taken-over turn holds its own.
+    const holder = `${turn.id}.${lease.fence}`;
+    if (!(await this.limiter.tryAcquire(holder, lease.lane))) {
+      // In line for a slot: a released slot wakes this chat; the recheck only covers a lost wake.
+      const at = Date.now() + SLOT_RECHECK_MS + Math.floor(Math.random() * 1000);
       return { kind: 'outcome', outcome: deferredOrLost(await this.store.defer(lease, at, turn), at) };
     }
     try {
@@ -77,8 +83,17 @@ export class LlmStep {
         }
       }
     } finally {
-      await this.limiter.release(turn.id);
+      await this.releaseSlot(holder);
     }
+  }
+
+  /** Frees the slot and wakes the chats first in line for it (their `q` wake-ups run at once). */
+  private async releaseSlot(holder: string): Promise<void> {
+    const next = await this.limiter.release(holder);
+    if (next.length === 0) return;
+    await this.wakeUps
+      .wake(next.map((waiter) => ({ lane: waiter.chat, tag: `${SLOT_WAKE_TAG}${waiter.since}` })))
+      .catch((err: Error) => this.logger.warn({ err: err.message }, 'could not wake chats waiting for a slot'));
   }
 
   private request(ctx: TurnContext): LlmRequest {

@@ -102,8 +102,8 @@ export class RedisConversationStore extends ConversationStore {
     const sent = performance.now();
     const fence = await this.run(
       'tsAcquire',
-      [this.keys.lease(lane), this.keys.lane(lane)],
-      [this.config.env.TURN_LEASE_MS, LANE_TTL_S, randomBytes(6).toString('hex')],
+      [this.keys.lease(lane), this.keys.lane(lane), this.keys.inflight, this.keys.parked],
+      [this.config.env.TURN_LEASE_MS, LANE_TTL_S, randomBytes(6).toString('hex'), lane, Date.now()],
     );
     return typeof fence === 'string' ? { lane, fence, validUntil: this.deadline(sent) } : undefined;
   }
@@ -120,7 +120,11 @@ export class RedisConversationStore extends ConversationStore {
   async renew(lease: Lease): Promise<boolean> {
     const sent = performance.now();
     const ok =
-      (await this.run('tsRenew', [this.keys.lease(lease.lane)], [lease.fence, this.config.env.TURN_LEASE_MS])) === 1;
+      (await this.run(
+        'tsRenew',
+        [this.keys.lease(lease.lane), this.keys.inflight],
+        [lease.fence, this.config.env.TURN_LEASE_MS, lease.lane, Date.now()],
+      )) === 1;
     if (ok) lease.validUntil = Math.max(lease.validUntil, this.deadline(sent));
     else lease.lost = true;
     return ok;
@@ -131,7 +135,11 @@ export class RedisConversationStore extends ConversationStore {
   }
 
   async release(lease: Lease): Promise<void> {
-    await this.run('tsRelease', [this.keys.lease(lease.lane)], [lease.fence]);
+    await this.run(
+      'tsRelease',
+      [this.keys.lease(lease.lane), this.keys.inflight],
+      [lease.fence, lease.lane, Date.now()],
+    );
   }
 
   async notBefore(lane: string): Promise<number | undefined> {
@@ -167,8 +175,14 @@ export class RedisConversationStore extends ConversationStore {
 
   async defer(lease: Lease, notBefore: number, turn?: TurnMeta, keepItems?: readonly string[]): Promise<boolean> {
     const { lane, fence } = lease;
-    const keys = [this.keys.lease(lane), this.keys.lane(lane), this.keys.turnItems(lane)];
-    const args: (string | number)[] = [fence, Math.ceil(notBefore), keepItems ? keepItems.length : -1];
+    const keys = [
+      this.keys.lease(lane),
+      this.keys.lane(lane),
+      this.keys.turnItems(lane),
+      this.keys.inflight,
+      this.keys.parked,
+    ];
+    const args: (string | number)[] = [fence, Math.ceil(notBefore), lane, keepItems ? keepItems.length : -1];
     if (keepItems) args.push(...keepItems);
     if (turn) args.push('turn', JSON.stringify(turn));
     return (await this.run('tsDefer', keys, args)) === 1;
@@ -187,6 +201,8 @@ export class RedisConversationStore extends ConversationStore {
       this.keys.chat(chatKey),
       this.keys.inbox(commit?.desk?.lane ?? lane),
       this.keys.deskBacklog,
+      this.keys.inflight,
+      this.keys.parked,
     ];
     const { HISTORY_MAX_MESSAGES, CONVERSATION_TTL_SECONDS } = this.config.env;
     const history = (commit?.history ?? []).map((entry) => JSON.stringify(entry));
@@ -292,6 +308,8 @@ export class RedisConversationStore extends ConversationStore {
       this.keys.turnItems(desk),
       this.keys.pending,
       this.keys.deskBacklog,
+      this.keys.inflight,
+      this.keys.parked,
     ];
     return (await this.run('tsErase', keys, [chat, desk])) === 1;
   }

@@ -9,17 +9,20 @@ import { RedisKeys } from '../redis/redis-keys';
 /** Often enough that a killed worker's turn restarts about a second after its lease lapses. */
 export const SWEEP_EVERY_MS = 1000;
 const SWEEP_BATCH = 1000;
-/** A lane younger than this still has the wake-up its ingest issued. */
-const MIN_AGE_MS = 1000;
+/** A parked lane this late past its not-before time lost its delayed wake-up. */
+const OVERDUE_MS = 2000;
+/** The full scan for lost ingest wake-ups runs every this many sweeps. */
+const FULL_SCAN_EVERY = 5;
 
 /**
- * The safety net of SPEC §5: one scheduled job re-arms lanes that wait in the pending set without
- * a live lease. Per lane, by what it shows:
- * - parked (a not-before time ahead): its delayed wake-up is made sure of (same id: no duplicate);
- * - a turn in flight (turn items) and no lease: its worker died or lost Redis mid-turn — re-armed
- *   at once, so a SIGKILLed worker's chat restarts within a lease and a sweep;
- * - otherwise, waiting longer than two leases without a lease: its wake-up was lost (a Redis blip
- *   after the ingest, a failed job) — re-armed.
+ * The safety net of SPEC §5: one scheduled job re-arms lanes whose wake-up was lost. It reads
+ * only what can be stuck, so its cost follows the trouble, not the traffic:
+ * - the in-flight set: turns whose lease ran out (their worker died, froze, or let go mid-turn) —
+ *   re-armed at once, so a SIGKILLed worker's chat restarts within a lease and a sweep;
+ * - the parked set: lanes well past their not-before time — their delayed wake-up was lost;
+ * - every few sweeps, the pending set, paged through: lanes waiting longer than two leases that
+ *   are neither held, parked nor in flight — the wake-up of their ingest was lost.
+ * Lanes parked for a long outage (LLM down, 131056) cost nothing here until they are due.
  * Redundant wake-ups are harmless.
  */
 @Injectable()
@@ -36,7 +39,7 @@ export class Sweeper {
     this.logger = appLogger.child('sweeper');
   }
 
-  /** Lanes pending longer than this without a lease are considered lost. */
+  /** Lanes pending longer than this, without a lease, parking or turn in flight, lost their wake-up. */
   get graceMs(): number {
     return 2 * this.config.env.TURN_LEASE_MS + SWEEP_EVERY_MS;
   }
@@ -44,43 +47,59 @@ export class Sweeper {
   async sweep(): Promise<number> {
     const redis = this.connections.worker;
     const now = Date.now();
-    const lanes = await redis.zrangebyscore(
-      this.keys.pending,
-      '-inf',
-      now - MIN_AGE_MS,
-      'WITHSCORES',
-      'LIMIT',
-      0,
-      SWEEP_BATCH,
-    );
-    if (lanes.length === 0) return 0;
-    const pipeline = redis.pipeline();
-    for (let i = 0; i < lanes.length; i += 2) {
-      const lane = lanes[i];
-      pipeline.exists(this.keys.lease(lane)).hget(this.keys.lane(lane), 'nb').exists(this.keys.turnItems(lane));
-    }
-    const replies = (await pipeline.exec()) ?? [];
-    const targets: WakeTarget[] = [];
     const bucket = Math.floor(now / SWEEP_EVERY_MS);
-    let orphaned = 0;
-    for (let i = 0; i < lanes.length / 2; i++) {
-      const lane = lanes[2 * i];
-      const since = Number(lanes[2 * i + 1]);
-      const leased = Number(replies[3 * i]?.[1]) === 1;
-      const nb = Number(replies[3 * i + 1]?.[1] ?? 0);
-      const inFlight = Number(replies[3 * i + 2]?.[1]) === 1;
-      if (leased) continue;
-      if (nb > now) {
-        targets.push({ lane, tag: `n${nb}`, at: nb });
-      } else if (inFlight || now - since > this.graceMs) {
-        if (inFlight) orphaned++;
-        targets.push({ lane, tag: `s${bucket}` });
-      }
-    }
-    if (targets.length > 0) {
-      await this.wakeUps.wake(targets);
-      if (orphaned > 0) this.logger.info({ lanes: orphaned }, 're-armed turns whose worker let go of them');
-    }
+    const [orphans, overdue] = await Promise.all([
+      redis.zrangebyscore(this.keys.inflight, '-inf', now, 'LIMIT', 0, SWEEP_BATCH),
+      redis.zrangebyscore(this.keys.parked, '-inf', now - OVERDUE_MS, 'LIMIT', 0, SWEEP_BATCH),
+    ]);
+    const unheld = await this.withoutLease([...new Set([...orphans, ...overdue])]);
+    const lost = bucket % FULL_SCAN_EVERY === 0 ? await this.lostIngestWakes(now) : [];
+    const lanes = [...new Set([...unheld, ...lost])];
+    if (lanes.length === 0) return 0;
+    const targets: WakeTarget[] = lanes.map((lane) => ({ lane, tag: `s${bucket}` }));
+    await this.wakeUps.wake(targets);
+    this.logger.info(
+      { orphaned: orphans.filter((l) => unheld.includes(l)).length, overdue: overdue.length, lost: lost.length },
+      're-armed lanes without a live wake-up',
+    );
     return targets.length;
+  }
+
+  private async withoutLease(lanes: string[]): Promise<string[]> {
+    if (lanes.length === 0) return [];
+    const pipeline = this.connections.worker.pipeline();
+    for (const lane of lanes) pipeline.exists(this.keys.lease(lane));
+    const replies = (await pipeline.exec()) ?? [];
+    return lanes.filter((_, i) => Number(replies[i]?.[1]) !== 1);
+  }
+
+  /** Pending lanes older than graceMs that nothing holds, parks or runs, page by page. */
+  private async lostIngestWakes(now: number): Promise<string[]> {
+    const redis = this.connections.worker;
+    const lost: string[] = [];
+    for (let offset = 0; ; offset += SWEEP_BATCH) {
+      const lanes = await redis.zrangebyscore(
+        this.keys.pending,
+        '-inf',
+        now - this.graceMs,
+        'LIMIT',
+        offset,
+        SWEEP_BATCH,
+      );
+      if (lanes.length === 0) break;
+      const pipeline = redis.pipeline();
+      for (const lane of lanes) {
+        pipeline.exists(this.keys.lease(lane)).zscore(this.keys.parked, lane).zscore(this.keys.inflight, lane);
+      }
+      const replies = (await pipeline.exec()) ?? [];
+      lanes.forEach((lane, i) => {
+        const leased = Number(replies[3 * i]?.[1]) === 1;
+        const parked = replies[3 * i + 1]?.[1] !== null;
+        const inFlight = replies[3 * i + 2]?.[1] !== null;
+        if (!leased && !parked && !inFlight) lost.push(lane);
+      });
+      if (lanes.length < SWEEP_BATCH) break;
+    }
+    return lost;
   }
 }

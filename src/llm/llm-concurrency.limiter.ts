@@ -9,6 +9,15 @@ import { LlmMetrics } from './llm.metrics';
 
 /** The holders of inference slots, under the hash-tagged root: `{tawasul}:llm:slots`. */
 export const llmSlotsKey = (keys: RedisKeys): string => `${keys.root}:llm:slots`;
+/** Chats waiting for a slot, first come first served (score: when they started waiting). */
+export const llmWaitingKey = (keys: RedisKeys): string => `${keys.root}:llm:waiting`;
+/** When each waiting chat last asked (score), so chats that stopped asking are forgotten. */
+const llmSeenKey = (keys: RedisKeys): string => `${keys.root}:llm:seen`;
+
+/** A waiting chat asks again at least this often (its parked turn's own wake-up)... */
+export const SLOT_RECHECK_MS = 10_000;
+/** ...and is forgotten when it has not asked for this long (its chat was erased, its turn moved on). */
+const WAITER_STALE_MS = 3 * SLOT_RECHECK_MS;
 
 /** A slot outlives LLM_TIMEOUT_MS by this much, so it expires only after its call surely ended. */
 export const SLOT_TTL_MARGIN_MS = 5000;
@@ -18,23 +27,55 @@ const READY_WAIT_MS = 2000;
 
 /**
  * KEYS[1] slot holders: sorted set, member = holder id, score = expiry (ms, Redis clock)
- * ARGV[1] holder id   ARGV[2] ttl (ms)   ARGV[3] limit
- * Returns 1 when the holder now has a slot (a holder that already had one is renewed), else 0.
+ * KEYS[2] waiting chats (score: first asked)   KEYS[3] waiting chats (score: last asked)
+ * ARGV[1] holder id   ARGV[2] ttl (ms)   ARGV[3] limit   ARGV[4] the asking chat   ARGV[5] stale ms
+ * Returns 1 when the holder now has a slot (a holder that already had one is renewed), else 0 and
+ * the chat waits in line. A free slot goes to the chats that have waited longest: a chat gets one
+ * only while fewer chats wait ahead of it than slots are free.
  * The Redis clock, not the workers': a worker whose clock runs ahead must not expire others.
  */
 const ACQUIRE_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
+local stale = tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 0
+local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - stale, 'LIMIT', 0, 100)
+for i = 1, #gone do
+  redis.call('ZREM', KEYS[2], gone[i])
+  redis.call('ZREM', KEYS[3], gone[i])
 end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl then
-  redis.call('PEXPIRE', KEYS[1], ttl)
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local free = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[1])
+local ahead = redis.call('ZRANK', KEYS[2], ARGV[4]) or redis.call('ZCARD', KEYS[2])
+if held or (free > 0 and ahead < free) then
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  redis.call('ZREM', KEYS[3], ARGV[4])
+  return 1
 end
-return 1
+redis.call('ZADD', KEYS[2], 'NX', now, ARGV[4])
+redis.call('ZADD', KEYS[3], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[2], 2 * stale)
+redis.call('PEXPIRE', KEYS[3], 2 * stale)
+return 0
+`;
+
+/**
+ * KEYS[1] slot holders   KEYS[2] waiting chats (score: first asked)
+ * ARGV[1] holder id      ARGV[2] limit
+ * Frees the holder's slot and returns the chats first in line for the slots now free, flattened
+ * as chat, first-asked pairs: their parked turns are woken at once instead of polling.
+ */
+const RELEASE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
+if free <= 0 then return {} end
+return redis.call('ZRANGE', KEYS[2], 0, free - 1, 'WITHSCORES')
 `;
 
 /** KEYS[1] slot holders. Returns the number of unexpired holders. */
@@ -46,7 +87,18 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 
 // numberOfKeys is fixed by defineCommand: called as (key, ...args).
 type ScriptCommand = (...keysAndArgs: (string | number)[]) => Promise<number>;
-type LimiterClient = RedisClient & { tawasulLlmAcquire?: ScriptCommand; tawasulLlmCount?: ScriptCommand };
+type LimiterClient = RedisClient & {
+  tawasulLlmAcquire?: ScriptCommand;
+  tawasulLlmCount?: ScriptCommand;
+  tawasulLlmRelease?: (...keysAndArgs: (string | number)[]) => Promise<string[]>;
+};
+
+/** A chat first in line for a slot that was just freed. */
+export interface SlotWaiter {
+  chat: string;
+  /** When it started waiting (ms): names this stretch of waiting, for its wake-up's id. */
+  since: string;
+}
 
 /**
  * The global cap on inference calls in flight across every worker process (SPEC §4.7: vLLM
@@ -54,16 +106,20 @@ type LimiterClient = RedisClient & { tawasulLlmAcquire?: ScriptCommand; tawasulL
  * holders in a sorted set scored by expiry, so a slot of a SIGKILLed worker frees itself after
  * LLM_TIMEOUT_MS + SLOT_TTL_MARGIN_MS.
  *
- * No waiting inside: tryAcquire answers at once, and the caller defers its turn (a per-chat
- * "not before" time, SPEC §4.5) when no slot is free.
+ * No waiting inside: tryAcquire answers at once, and the caller parks its turn (a per-chat
+ * "not before" time, SPEC §4.5) when no slot is free; the chat then waits in line. release()
+ * names the chats first in line for the slots it leaves free, for the caller to wake: slots go
+ * first come first served, without polling.
  *
- *   const holder = `${turnId}`;                     // unique per call in flight
- *   if (!(await limiter.tryAcquire(holder))) return deferTurn();
- *   try { reply = await llm.complete(request); } finally { await limiter.release(holder); }
+ *   const holder = `${turnId}.${fence}`;            // unique per call in flight
+ *   if (!(await limiter.tryAcquire(holder, chat))) return parkTurn(SLOT_RECHECK_MS);
+ *   try { reply = await llm.complete(request); } finally { wake(await limiter.release(holder)); }
  */
 @Injectable()
 export class LlmConcurrencyLimiter {
   private readonly key: string;
+  private readonly waitingKey: string;
+  private readonly seenKey: string;
   private readonly logger: Logger;
   private connecting?: Promise<void>;
 
@@ -75,6 +131,8 @@ export class LlmConcurrencyLimiter {
     appLogger: AppLogger,
   ) {
     this.key = llmSlotsKey(keys);
+    this.waitingKey = llmWaitingKey(keys);
+    this.seenKey = llmSeenKey(keys);
     this.logger = appLogger.child('llm');
   }
 
@@ -82,7 +140,8 @@ export class LlmConcurrencyLimiter {
   private get client(): LimiterClient {
     const client: LimiterClient = this.connections.producer;
     if (!client.tawasulLlmAcquire) {
-      client.defineCommand('tawasulLlmAcquire', { numberOfKeys: 1, lua: ACQUIRE_SCRIPT });
+      client.defineCommand('tawasulLlmAcquire', { numberOfKeys: 3, lua: ACQUIRE_SCRIPT });
+      client.defineCommand('tawasulLlmRelease', { numberOfKeys: 2, lua: RELEASE_SCRIPT });
       client.defineCommand('tawasulLlmCount', { numberOfKeys: 1, lua: COUNT_SCRIPT });
     }
     return client;
@@ -98,25 +157,44 @@ export class LlmConcurrencyLimiter {
   }
 
   /**
-   * Takes a slot for `holderId` when fewer than LLM_MAX_CONCURRENCY are held; true on success.
+   * Takes a slot for `holderId` when one is free and no chat waits ahead of `chat`; true on
+   * success. Otherwise `chat` waits in line (until it asks again, or stops asking for a while).
    * Taking it again with the same id renews it and still counts once. Rejects when Redis is
    * unreachable (the caller's turn fails and is retried like any other Redis error).
    */
-  async tryAcquire(holderId: string, ttlMs: number = this.defaultTtlMs): Promise<boolean> {
+  async tryAcquire(holderId: string, chat: string = holderId, ttlMs: number = this.defaultTtlMs): Promise<boolean> {
     const client = await this.ready();
     const run = client.tawasulLlmAcquire as ScriptCommand;
-    const acquired = (await run.call(client, this.key, holderId, Math.ceil(ttlMs), this.limit)) === 1;
+    const acquired =
+      (await run.call(
+        client,
+        this.key,
+        this.waitingKey,
+        this.seenKey,
+        holderId,
+        Math.ceil(ttlMs),
+        this.limit,
+        chat,
+        WAITER_STALE_MS,
+      )) === 1;
     if (!acquired) this.metrics.slotsBusy.inc();
     return acquired;
   }
 
-  /** Frees the slot. Never rejects: when Redis is away the slot expires by itself. */
-  async release(holderId: string): Promise<void> {
+  /**
+   * Frees the slot and returns the chats first in line for the slots now free (wake them). Never
+   * rejects: when Redis is away the slot expires by itself, and waiting chats ask again.
+   */
+  async release(holderId: string): Promise<SlotWaiter[]> {
     try {
       const client = await this.ready();
-      await client.zrem(this.key, holderId);
+      const flat = await client.tawasulLlmRelease!(this.key, this.waitingKey, holderId, this.limit);
+      const waiters: SlotWaiter[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) waiters.push({ chat: flat[i], since: flat[i + 1] });
+      return waiters;
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'could not release an llm slot; it will expire');
+      return [];
     }
   }
 

@@ -22,12 +22,12 @@ import { SystemPromptLoader } from './system-prompt.loader';
  *
  * A turn's inference, in outline:
  *   const request = buildLlmRequest({ systemPrompt: prompts.prompt, history, turnMessages, user: chatHash });
- *   if (!(await limiter.tryAcquire(holder))) → defer the turn (not-before time, no attempt counted)
+ *   if (!(await limiter.tryAcquire(holder, chat))) → park the turn in line (no attempt counted)
  *   try { reply = await llm.complete(request) }
  *   catch (e: LlmError) → 'context': halveHistory(request) and call once more (null: treat as error);
  *                         'config': alert, do not count an attempt;
  *                         else: holding message once, count the attempt, back off
- *   finally { await limiter.release(holder) }
+ *   finally { wake(await limiter.release(holder)) }   // the chats first in line for the slot
  *
  * The prompt and messages files are read when the module is built: a missing file fails start-up.
  */

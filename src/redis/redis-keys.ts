@@ -10,6 +10,19 @@ export class RedisKeys {
     return `${this.root}:pending`;
   }
 
+  /**
+   * Lanes whose turn is held, scored by when the holder's lease runs out: a score in the past is a
+   * turn whose worker died or let go mid-turn, for the sweeper to re-arm at once.
+   */
+  get inflight(): string {
+    return `${this.root}:inflight`;
+  }
+
+  /** Lanes parked until a not-before time (the score): overdue ones lost their delayed wake-up. */
+  get parked(): string {
+    return `${this.root}:parked`;
+  }
+
   /** Raw signed items we could not handle, newest first, capped. */
   get unhandled(): string {
     return `${this.root}:unhandled`;

@@ -401,6 +401,25 @@ describe('LlmConcurrencyLimiter on real Redis', () => {
     expect(await limiter.tryAcquire('later')).toBe(false);
   });
 
+  it('gives freed slots first come first served: release names the next in line, and nobody jumps it', async () => {
+    const { limiter } = newLimiter();
+    const other = newLimiter().limiter;
+    for (let i = 0; i < LIMIT; i++) expect(await limiter.tryAcquire(`h${i}`, `chat-${i}`)).toBe(true);
+    expect(await limiter.tryAcquire('w1', 'chat-w1')).toBe(false);
+    expect(await other.tryAcquire('w2', 'chat-w2')).toBe(false);
+    // Asking again keeps a chat's place in line.
+    expect(await limiter.tryAcquire('w1', 'chat-w1')).toBe(false);
+    const next = await limiter.release('h0');
+    expect(next.map((w) => w.chat)).toEqual(['chat-w1']);
+    // One slot is free: a newcomer and the second in line must not take it before the first.
+    expect(await other.tryAcquire('late', 'chat-late')).toBe(false);
+    expect(await other.tryAcquire('w2', 'chat-w2')).toBe(false);
+    expect(await limiter.tryAcquire('w1', 'chat-w1')).toBe(true);
+    expect((await limiter.release('h1')).map((w) => w.chat)).toEqual(['chat-w2']);
+    expect(await other.tryAcquire('w2', 'chat-w2')).toBe(true);
+    expect((await limiter.release('h2')).map((w) => w.chat)).toEqual(['chat-late']);
+  });
+
   it('counts a holder that acquires twice once', async () => {
     const { limiter } = newLimiter();
     expect(await limiter.tryAcquire('same')).toBe(true);
@@ -410,7 +429,7 @@ describe('LlmConcurrencyLimiter on real Redis', () => {
 
   it('frees the slots of a crashed worker when they expire', async () => {
     const crashed = newLimiter();
-    for (let i = 0; i < LIMIT; i++) expect(await crashed.limiter.tryAcquire(`dead-${i}`, 400)).toBe(true);
+    for (let i = 0; i < LIMIT; i++) expect(await crashed.limiter.tryAcquire(`dead-${i}`, `dead-${i}`, 400)).toBe(true);
     // Gone without releasing, like a SIGKILLed worker.
     connections.splice(connections.indexOf(crashed.connections), 1);
     await crashed.connections.onApplicationShutdown();

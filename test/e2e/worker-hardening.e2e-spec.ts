@@ -81,6 +81,45 @@ describe('the lease, in one process against real Redis', () => {
     await store.release(lease);
   });
 
+  it('the sweeper finds a lost wake-up behind more than a thousand lanes parked for an outage', async () => {
+    const now = Date.now();
+    const pipeline = t.redis.pipeline();
+    for (let i = 0; i < 1100; i++) {
+      const parked = chatLane(TEST_PHONE_NUMBER_ID, `9715016${String(i).padStart(5, '0')}`);
+      // Parked for an LLM outage: waiting since long ago, due in ten minutes.
+      pipeline.zadd(t.keys.pending, now - 600_000 + i, parked);
+      pipeline.zadd(t.keys.parked, now + 600_000, parked);
+      pipeline.hset(t.keys.lane(parked), 'nb', now + 600_000);
+    }
+    await pipeline.exec();
+    // A chat whose wake-up was lost right after its ingest: only the inbox and the pending set.
+    const from = '971501699999';
+    const l = chatLane(TEST_PHONE_NUMBER_ID, from);
+    const message = {
+      from,
+      id: `wamid.LOST${now}`,
+      timestamp: String(Math.floor(now / 1000)),
+      type: 'text',
+      text: { body: 'lost wake-up' },
+    };
+    const item = {
+      key: `m:${message.id}`,
+      lane: l,
+      kind: 'message',
+      receivedAt: now - 60_000,
+      phoneNumberId: TEST_PHONE_NUMBER_ID,
+      raw: message,
+    };
+    await t.redis.rpush(t.keys.inbox(l), JSON.stringify(item));
+    await t.redis.zadd(t.keys.pending, now - 60_000, l);
+    const outbox = `${t.config.redisKeyRoot}:sandbox:outbox`;
+    await waitUntil(
+      'the reply to the lost chat',
+      async () => (await t.redis.lrange(outbox, 0, -1)).some((e) => JSON.parse(e).payload.to === from),
+      20_000,
+    );
+  }, 30_000);
+
   it('a parked chat whose delayed wake-up runs early is woken again at its time (not left to the sweeper)', async () => {
     const from = `97150150${String(seq++).padStart(4, '0')}`;
     const l = chatLane(TEST_PHONE_NUMBER_ID, from);
