@@ -35,6 +35,10 @@ import {
   type TurnMeta,
 } from './turn.types';
 
+/** At most this many turns per chat per window: a patient typing fast still gets every answer. */
+export const MAX_TURNS_PER_WINDOW = 10;
+export const TURN_RATE_WINDOW_MS = 60_000;
+
 type CommitOutcome = 'replied' | 'skipped' | 'dead_lettered' | 'escalated' | 'reengaged';
 
 interface TurnContext {
@@ -101,6 +105,17 @@ export class ChatTurnService {
     if (!turn.reply) {
       const due = this.debounceDue(items);
       if (due > Date.now()) return deferredOrLost(await this.store.defer(lease, due, turn), due);
+    }
+    if (!turn.reply && !turn.admitted) {
+      // A flood of messages is answered in fewer, bigger turns: the next one waits for the window
+      // and takes every message that arrives meanwhile.
+      const at = await this.store.admitTurn(lease, TURN_RATE_WINDOW_MS, MAX_TURNS_PER_WINDOW);
+      if (at < 0) return LOST;
+      if (at > 0) {
+        this.metrics.turnsRateLimited.inc();
+        return deferredOrLost(await this.store.defer(lease, at, turn), at);
+      }
+      turn.admitted = true;
     }
     const plan = planTurn(items.map((item) => interpretMessage(item.raw)));
     const { state, history, handoff } = await this.store.readChat(lease.lane);

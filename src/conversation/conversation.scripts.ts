@@ -71,6 +71,26 @@ for i = 1, #items do result[i + 1] = items[i] end
 return result
 `;
 
+/**
+ * KEYS: lease, lane hash. ARGV: fence, now ms, window ms, max turns. Admits a new turn of the chat
+ * when fewer than `max` started in the current window: returns 0 (admitted, counted), else when
+ * the window ends (the turn waits and takes every message that arrives meanwhile), -1 lease lost.
+ */
+export const ADMIT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local now = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local start = tonumber(redis.call('HGET', KEYS[2], 'rateStart') or '0')
+local count = tonumber(redis.call('HGET', KEYS[2], 'rateCount') or '0')
+if now - start >= window then
+  start = now
+  count = 0
+end
+if count >= tonumber(ARGV[4]) then return start + window end
+redis.call('HSET', KEYS[2], 'rateStart', start, 'rateCount', count + 1)
+return 0
+`;
+
 /** KEYS: lease, hash. ARGV: fence, field, value, field, value… 1 when written. */
 export const SAVE = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end

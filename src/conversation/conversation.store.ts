@@ -37,6 +37,11 @@ export abstract class ConversationStore {
   /** Extends the lease; false when it was lost. */
   abstract renew(lease: Lease): Promise<boolean>;
   /**
+   * Admits a new turn of the chat if fewer than `max` started within the current `windowMs`:
+   * 0 when admitted (and counted), else the time (ms) it may start; -1 when the lease was lost.
+   */
+  abstract admitTurn(lease: Lease, windowMs: number, max: number): Promise<number>;
+  /**
    * The turn in flight threw unexpectedly: counts it (the count lives until the turn finishes)
    * and returns how many times it has; -1 when the lease was lost.
    */

@@ -9,6 +9,7 @@ import { type RedisClient } from '../redis/redis-connections';
 import { ConversationStore, type DeskRecord, type TurnCommit } from './conversation.store';
 import {
   ACQUIRE,
+  ADMIT,
   DEFER,
   DESK_MARK,
   DESK_SHIFT,
@@ -37,6 +38,7 @@ type Scripted = RedisClient & Record<string, Script | undefined>;
 
 const SCRIPTS = {
   tsAcquire: ACQUIRE,
+  tsAdmit: ADMIT,
   tsRenew: RENEW,
   tsJoin: JOIN,
   tsSave: SAVE,
@@ -128,6 +130,11 @@ export class RedisConversationStore extends ConversationStore {
     if (ok) lease.validUntil = Math.max(lease.validUntil, this.deadline(sent));
     else lease.lost = true;
     return ok;
+  }
+
+  async admitTurn(lease: Lease, windowMs: number, max: number): Promise<number> {
+    const keys = [this.keys.lease(lease.lane), this.keys.lane(lease.lane)];
+    return Number(await this.run('tsAdmit', keys, [lease.fence, Date.now(), windowMs, max]));
   }
 
   async countFailure(lease: Lease): Promise<number> {

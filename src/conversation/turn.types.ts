@@ -79,6 +79,8 @@ export interface TurnMeta {
   reply?: StoredReply;
   /** The turn hands the chat over (decided with its reply, so a retried turn does the same). */
   escalation?: TurnEscalation;
+  /** Counted against the chat's turn rate (a parked turn is not counted twice). */
+  admitted?: boolean;
   /** The reply became (or ends with) the re-engagement template: the window was closed. */
   reengagement?: boolean;
   /** An agent turn: which parts of the reply carry which agent message. */

@@ -1,4 +1,11 @@
-import { buildLlmRequest, halveHistory, historyLength, type HistoryEntry } from './llm-request.builder';
+import {
+  buildLlmRequest,
+  halveHistory,
+  historyLength,
+  type HistoryEntry,
+  capTurn,
+  MAX_TURN_CHARS,
+} from './llm-request.builder';
 
 const system = 'SYSTEM PROMPT';
 
@@ -79,7 +86,7 @@ describe('buildLlmRequest', () => {
       expect(historyLength(request)).toBe(10);
     });
 
-    it('never trims the system prompt or the turn, even when they alone exceed the budget', () => {
+    it('never trims the system prompt or the turn (up to MAX_TURN_CHARS) to the budget, even when they alone exceed it', () => {
       const bigTurn = 'x'.repeat(500);
       const request = buildLlmRequest({ systemPrompt: system, history, turnMessages: [bigTurn], budgetChars: 100 });
       expect(request.messages).toEqual([
@@ -142,5 +149,42 @@ describe('halveHistory', () => {
     const copy = JSON.parse(JSON.stringify(request));
     halveHistory(request);
     expect(request).toEqual(copy);
+  });
+});
+
+describe('capTurn: a flood of messages in one turn', () => {
+  it('keeps a turn that fits verbatim', () => {
+    expect(capTurn(['a', 'b'], 100)).toBe('a\nb');
+  });
+
+  it('keeps the newest messages and says how many earlier ones were left out', () => {
+    const messages = Array.from({ length: 50 }, (_, i) => `message ${i} `.padEnd(300, 'x'));
+    const turn = capTurn(messages, 8000);
+    expect(turn.length).toBeLessThanOrEqual(8000);
+    const lines = turn.split('\n');
+    expect(lines[0]).toMatch(/^\[\d+ earlier messages of the patient \(\d+ characters\) are not included/);
+    expect(lines.at(-1)).toBe(messages[49]);
+    const kept = lines.length - 1;
+    expect(lines.slice(1)).toEqual(messages.slice(50 - kept));
+    expect(lines[0]).toContain(`[${50 - kept} earlier messages`);
+  });
+
+  it('keeps the beginning of one enormous message', () => {
+    const paste = 'y'.repeat(60_000);
+    const turn = capTurn(['hello', paste], 8000);
+    expect(turn.length).toBeLessThanOrEqual(8000);
+    expect(turn).toMatch(
+      /^\[The patient's message was too long: its last \d+ characters are not included\.\] \[1 earlier messages/,
+    );
+  });
+
+  it('is applied by buildLlmRequest to the turn, never to the system prompt', () => {
+    const request = buildLlmRequest({
+      systemPrompt: 'S',
+      history: [],
+      turnMessages: Array.from({ length: 100 }, () => 'z'.repeat(500)),
+    });
+    expect(request.messages[0]).toEqual({ role: 'system', content: 'S' });
+    expect(request.messages[1].content.length).toBeLessThanOrEqual(MAX_TURN_CHARS);
   });
 });

@@ -7,6 +7,12 @@ import { type LlmMessage, type LlmRequest } from './llm.client';
  */
 export const DEFAULT_PROMPT_BUDGET_CHARS = 24000;
 
+/**
+ * The most a turn's own messages may take: a flood of messages (or one enormous paste) would
+ * otherwise make a prompt that fails every attempt. The newest messages are kept.
+ */
+export const MAX_TURN_CHARS = 8000;
+
 export interface HistoryEntry {
   role: 'user' | 'assistant';
   text: string;
@@ -29,7 +35,8 @@ export interface BuildLlmRequestInput {
  * last the current turn's patient messages verbatim as ONE user message joined by '\n'.
  *
  * History is trimmed from the oldest entry until everything fits budgetChars; the system prompt
- * and the current turn are never trimmed (if they alone exceed the budget, no history is sent).
+ * is never trimmed, the current turn only to MAX_TURN_CHARS (capTurn; if they alone exceed the
+ * budget, no history is sent).
  * Consecutive history entries of the same role are then joined by '\n' into one message: a burst
  * of patient messages was answered as one turn, so this is what the model saw then, and strict
  * chat templates (Mistral, Gemma) reject two user messages in a row.
@@ -37,7 +44,7 @@ export interface BuildLlmRequestInput {
 export function buildLlmRequest(input: BuildLlmRequestInput): LlmRequest {
   if (input.turnMessages.length === 0) throw new Error('buildLlmRequest: a turn needs at least one patient message');
   const budget = input.budgetChars ?? DEFAULT_PROMPT_BUDGET_CHARS;
-  const turn = input.turnMessages.join('\n');
+  const turn = capTurn(input.turnMessages, MAX_TURN_CHARS);
   let remaining = budget - input.systemPrompt.length - turn.length;
 
   // Walk back from the newest entry; stop at the first that does not fit, so no gap appears.
@@ -51,6 +58,34 @@ export function buildLlmRequest(input: BuildLlmRequestInput): LlmRequest {
   messages.push(...mergeSameRole(input.history.slice(first)));
   messages.push({ role: 'user', content: turn });
   return input.user === undefined ? { messages } : { messages, user: input.user };
+}
+
+/**
+ * The turn's messages joined by '\n', verbatim while they fit `max` characters; beyond it the
+ * newest are kept, and a first line tells the model what was left out (so it can say so rather
+ * than answer half a question). A single newest message longer than `max` keeps its beginning.
+ */
+export function capTurn(messages: readonly string[], max: number): string {
+  const joined = messages.join('\n');
+  if (joined.length <= max) return joined;
+  const kept: string[] = [];
+  let used = 0;
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const cost = messages[i].length + (kept.length > 0 ? 1 : 0);
+    if (used + cost > max - 200) break;
+    kept.unshift(messages[i]);
+    used += cost;
+  }
+  const dropped = messages.length - kept.length;
+  const droppedChars = messages.slice(0, dropped).reduce((sum, m) => sum + m.length, 0);
+  if (kept.length === 0) {
+    const newest = messages[messages.length - 1];
+    const head = newest.slice(0, max - 200);
+    const note = `[The patient's message was too long: its last ${newest.length - head.length} characters are not included.]`;
+    const earlier = dropped > 1 ? ` [${dropped - 1} earlier messages were not included either.]` : '';
+    return `${note}${earlier}\n${head}`;
+  }
+  return `[${dropped} earlier messages of the patient (${droppedChars} characters) are not included: they sent more than fits.]\n${kept.join('\n')}`;
 }
 
 function mergeSameRole(entries: readonly HistoryEntry[]): LlmMessage[] {

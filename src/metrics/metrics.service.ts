@@ -73,6 +73,12 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly turnsRateLimited = new Counter({
+    name: 'tawasul_turns_rate_limited_total',
+    help: 'Turns that waited because their chat had too many turns in the last minute (a flood of messages)',
+    registers: [this.registry],
+  });
+
   readonly holdingMessages = new Counter({
     name: 'tawasul_holding_messages_total',
     help: 'Holding messages sent while the LLM was failing',

@@ -206,6 +206,49 @@ describe('a turn that keeps throwing', () => {
   }, 60_000);
 });
 
+describe('a flood of messages from one chat', () => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await startTestApp({ BSP_PROVIDER: 'sandbox', TURN_DEBOUNCE_MS: '0', MARK_READ: 'false' });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const repliesTo = async (to: string): Promise<number> =>
+    (await t.redis.lrange(`${t.config.redisKeyRoot}:sandbox:outbox`, 0, -1)).filter(
+      (e) => JSON.parse(e).payload.to === to,
+    ).length;
+
+  it('is answered in at most 10 turns a minute; the rest wait for the next window and are answered together', async () => {
+    const from = '971500015200';
+    const l = chatLane(TEST_PHONE_NUMBER_ID, from);
+    for (let i = 1; i <= 10; i++) {
+      expect((await t.postSigned(textPayload({ from, text: `message ${i}` }))).status).toBe(200);
+      await waitUntil(`reply ${i}`, async () => (await repliesTo(from)) === i, 10_000);
+    }
+    for (let i = 11; i <= 15; i++)
+      expect((await t.postSigned(textPayload({ from, text: `message ${i}` }))).status).toBe(200);
+    // The eleventh turn is parked until the minute is over; the later messages wait with it.
+    await waitUntil(
+      'the turn to park',
+      async () => Number(await t.redis.hget(t.keys.lane(l), 'nb')) > Date.now() + 30_000,
+      10_000,
+    );
+    const waiting = async (): Promise<number> =>
+      (await t.redis.llen(t.keys.turnItems(l))) + (await t.redis.llen(t.keys.inbox(l)));
+    await waitUntil('every later message to wait with it', async () => (await waiting()) === 5, 10_000);
+    expect(await repliesTo(from)).toBe(10);
+    // The minute passes (moved by hand: leases and wake-ups keep real time).
+    await t.redis.hset(t.keys.lane(l), 'rateStart', 0, 'nb', Date.now() - 5000);
+    await t.redis.zadd(t.keys.parked, Date.now() - 5000, l);
+    await waitUntil('one reply to the five waiting messages', async () => (await repliesTo(from)) === 11, 15_000);
+    expect(await waiting()).toBe(0);
+  }, 60_000);
+});
+
 describe('takeover after SIGKILL, default lease, two workers', () => {
   let bot: BotCluster;
   const lastUser = (r: RecordedLlmRequest): string => r.body.messages[r.body.messages.length - 1].content;
