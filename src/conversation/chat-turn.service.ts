@@ -339,8 +339,8 @@ export class ChatTurnService {
     const steps = await this.handoverSteps(ctx, history, name ?? ctx.state.name, mirror);
     if (!steps) return LOST;
     const desk = deskItems(ctx.lease.lane, steps);
-    const result = await this.store.finish(ctx.lease, ctx.lease.lane, { history, state, desk });
-    if (result !== 'lost' && ctx.plan.numberChange) await this.moveChat(ctx, ctx.plan.numberChange);
+    const chat = ctx.plan.numberChange ? await this.moveChat(ctx, ctx.plan.numberChange) : ctx.lease.lane;
+    const result = await this.store.finish(ctx.lease, chat, { history, state, desk });
     if (result !== 'lost') {
       this.metrics.turns.inc({ outcome });
       if (ctx.turn.escalation) this.metrics.escalations.inc({ trigger: ctx.turn.escalation.trigger });
@@ -391,22 +391,19 @@ export class ChatTurnService {
   }
 
   /**
-   * SPEC §4.12: user_changed_number moves the chat's state to the new number. The lease was just
-   * released by FINISH, so the move runs under a fresh lease of the old lane.
+   * SPEC §4.12: user_changed_number moves the chat's history and state to the new number, inside
+   * the turn that learnt it (fenced), so this turn's own entries are committed to the new chat.
+   * Returns the chat to commit to.
    */
-  private async moveChat(ctx: TurnContext, newWaId: string): Promise<void> {
-    const to = chatLane(ctx.lease.lane.split('.')[1], newWaId);
-    const lease = await this.store.acquire(ctx.lease.lane);
-    if (!lease) return;
-    try {
-      const moved = await this.store.moveChat(lease, ctx.lease.lane, to);
-      this.logger.info(
-        { chat: this.hasher.hash(ctx.lease.lane), to: this.hasher.hash(to), moved },
-        'patient changed number',
-      );
-    } finally {
-      await this.store.release(lease);
-    }
+  private async moveChat(ctx: TurnContext, newWaId: string): Promise<string> {
+    const to = chatLane(laneParts(ctx.lease.lane).phoneNumberId, newWaId);
+    const moved = await this.store.moveChat(ctx.lease, ctx.lease.lane, to);
+    this.logger.info(
+      { chat: this.hasher.hash(ctx.lease.lane), to: this.hasher.hash(to), moved },
+      'patient changed number',
+    );
+    // Refused (the new number has a chat of its own) or the lease was lost: FINISH tells which.
+    return moved ? to : ctx.lease.lane;
   }
 
   private cannedText(key: CannedKey, language: Language): string {

@@ -6,11 +6,17 @@
 
 /**
  * KEYS: lease, lane hash, in-flight set, parked set. ARGV: lease ms, lane hash TTL s, a random part
- * from the caller, lane, now ms. Returns the new fencing token `<counter>.<random>`, or 0 when the
- * lease is taken. The lane is in flight until its lease runs out (renewals push that back).
+ * from the caller, lane, now ms, '1' to respect the lane's not-before time. Returns the new fencing
+ * token `<counter>.<random>`, 0 when the lease is taken, or { 'parked', not-before } when the lane
+ * is parked until later (checked here, in the same step, so no turn parks in between). The lane is
+ * in flight until its lease runs out (renewals push that back).
  */
 export const ACQUIRE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[6] == '1' then
+  local nb = tonumber(redis.call('HGET', KEYS[2], 'nb') or '0')
+  if nb > tonumber(ARGV[5]) then return { 'parked', tostring(nb) } end
+end
 local fence = redis.call('HINCRBY', KEYS[2], 'fence', 1) .. '.' .. ARGV[3]
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], fence, 'PX', ARGV[1])

@@ -32,6 +32,11 @@ export interface DeskRecord {
 export abstract class ConversationStore {
   /** Takes the lane's lease; undefined when another worker holds it. */
   abstract acquire(lane: string): Promise<Lease | undefined>;
+  /**
+   * Takes the lease of a lane that is due: a number (its not-before time) when it is parked until
+   * later, undefined when another worker holds it. One atomic step, so nothing parks in between.
+   */
+  abstract acquireDue(lane: string): Promise<Lease | number | undefined>;
   /** Milliseconds left on the lane's lease (0 or less: none). */
   abstract leaseTtl(lane: string): Promise<number>;
   /** Extends the lease; false when it was lost. */
@@ -48,8 +53,6 @@ export abstract class ConversationStore {
   abstract countFailure(lease: Lease): Promise<number>;
   /** Lets the lease go, nothing else. */
   abstract release(lease: Lease): Promise<void>;
-  /** When the lane's parked turn may continue (ms since epoch), if it is parked. */
-  abstract notBefore(lane: string): Promise<number | undefined>;
   /** Moves waiting inbox items into the turn in flight; undefined when the lease was lost. */
   abstract join(lease: Lease): Promise<LaneSnapshot | undefined>;
   /** Saves the turn in flight; `lock` keeps new messages out of it (its reply is decided). */

@@ -46,16 +46,15 @@ export class LaneRunner {
 
   /** @param jobId the wake-up job running this, so a re-arm never reuses its id */
   async handle(lane: string, jobId?: string): Promise<void> {
-    const notBefore = await this.store.notBefore(lane);
     // A freed LLM slot wakes a chat parked in line for it before its recheck time.
     const slotFreed = jobId?.slice(lane.length + 1).startsWith(SLOT_WAKE_TAG) === true;
-    if (notBefore !== undefined && notBefore > Date.now() && !slotFreed) {
+    const lease = slotFreed ? await this.store.acquire(lane) : await this.store.acquireDue(lane);
+    if (typeof lease === 'number') {
       // Parked (debounce, backoff, 131056, unknown send outcome): make sure its delayed wake
       // exists. Woken a moment early (another process's clock promoted this job): wake again.
-      await this.wakeUps.wake([{ lane, tag: notBeforeTag(lane, notBefore, jobId), at: notBefore }]);
+      await this.wakeUps.wake([{ lane, tag: notBeforeTag(lane, lease, jobId), at: lease }]);
       return;
     }
-    const lease = await this.store.acquire(lane);
     if (!lease) return this.afterLeaseLapses(lane);
     let outcome: RunOutcome;
     try {

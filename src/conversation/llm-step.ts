@@ -14,6 +14,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { type TurnContext } from './chat-turn.service';
 import { ConversationStore } from './conversation.store';
 import { DeadLetters } from './dead-letters';
+import { OutboundRecords } from './outbound-records';
 import { deferredOrLost, LOST, type RunOutcome } from './turn-outcome';
 import { leaseUsable, type TurnMeta } from './turn.types';
 
@@ -48,6 +49,7 @@ export class LlmStep {
     private readonly bsp: BspClient,
     private readonly store: ConversationStore,
     private readonly deadLetters: DeadLetters,
+    private readonly records: OutboundRecords,
     private readonly metrics: MetricsService,
     private readonly hasher: LogHasher,
     private readonly config: AppConfig,
@@ -155,8 +157,22 @@ export class LlmStep {
     if (!(await this.store.saveChat(ctx.lease, ctx.lease.lane, { holding: true }))) return false;
     ctx.state.holding = true;
     try {
-      await this.bsp.sendText({ to: ctx.to, body: this.canned.text('holding', ctx.language) });
+      const key = `h.${ctx.turn.id}`;
+      const body = this.canned.text('holding', ctx.language);
+      const { wamid } = await this.bsp.sendText({ to: ctx.to, body, callbackData: key });
       this.metrics.holdingMessages.inc();
+      this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'ok' });
+      // Its statuses find a record (they are not orphans) and it is costed like any message.
+      await this.records.sent({
+        wamid,
+        lane: ctx.lease.lane,
+        turnId: ctx.turn.id,
+        partKey: key,
+        to: ctx.to,
+        mode: 'free_form',
+        category: 'service',
+        inWindow: true,
+      });
     } catch (err) {
       this.logger.warn(
         { chat: this.hasher.hash(ctx.lease.lane), err: (err as Error).message },

@@ -5,6 +5,7 @@ import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-connections';
 import { Clock } from '../time/clock';
+import { type Lease } from './turn.types';
 
 /** Outbound records and part acks outlive late statuses (SPEC §5: at least 30 days). */
 export const RECORD_TTL_S = 35 * 86400;
@@ -13,12 +14,14 @@ export const RECORD_TTL_S = 35 * 86400;
 const STATUS_RANK: Record<string, number> = { sent: 1, delivered: 2, read: 3, played: 4, failed: 5 };
 
 /**
- * KEYS: record. ARGV: status, rank, statusAt, error code or '', TTL s, part key or ''.
+ * KEYS: record, the status lane's lease. ARGV: status, rank, statusAt, error code or '', TTL s,
+ * part key or '', fence. Fenced like every write of a lane's turn: -1 when the lease was lost.
  * A status for a record that does not exist is refused unless it carries our part key (the send's
  * answer may not have been recorded yet: the connection broke after Meta accepted it).
  * Returns false when refused, else { lane, mode, category, sentAt } of the record.
  */
 const APPLY_STATUS = `
+if redis.call('GET', KEYS[2]) ~= ARGV[7] then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 0 and ARGV[6] == '' then return false end
 local rank = tonumber(redis.call('HGET', KEYS[1], 'rank') or '0')
 if tonumber(ARGV[2]) > rank then
@@ -63,7 +66,7 @@ export interface OutboundRecord {
   sentAt?: number;
 }
 
-type ApplyStatus = (record: string, ...args: (string | number)[]) => Promise<[string, string, string, string] | null>;
+type ApplyStatus = (...keysAndArgs: (string | number)[]) => Promise<[string, string, string, string] | null | -1>;
 
 /**
  * What we sent and what became of it, per wamid (docs/window.md): the part ack that
@@ -83,7 +86,7 @@ export class OutboundRecords {
     private readonly clock: Clock,
   ) {
     this.redis = connections.worker;
-    if (!this.redis.tsApplyStatus) this.redis.defineCommand('tsApplyStatus', { numberOfKeys: 1, lua: APPLY_STATUS });
+    if (!this.redis.tsApplyStatus) this.redis.defineCommand('tsApplyStatus', { numberOfKeys: 2, lua: APPLY_STATUS });
   }
 
   /** Idempotent: a retried job records the same part again without counting it twice. */
@@ -119,19 +122,25 @@ export class OutboundRecords {
     await this.redis.set(this.keys.partAck(partKey), wamid, 'EX', RECORD_TTL_S, 'NX');
   }
 
-  /** Applies a status; undefined when the message is not one of ours (yet). */
-  async applyStatus(update: StatusUpdate): Promise<OutboundRecord | undefined> {
+  /**
+   * Applies a status under the status lane's lease; undefined when the message is not one of ours
+   * (yet), 'lost' when the lease was.
+   */
+  async applyStatus(lease: Lease, update: StatusUpdate): Promise<OutboundRecord | undefined | 'lost'> {
     const rank = STATUS_RANK[update.status] ?? 0;
     const statusAt = update.timestamp ?? String(Math.floor(Date.now() / 1000));
     const result = await this.redis.tsApplyStatus!(
       this.keys.outbound(update.wamid),
+      this.keys.lease(lease.lane),
       update.status,
       rank,
       statusAt,
       update.errorCode ?? '',
       RECORD_TTL_S,
       update.partKey ?? '',
+      lease.fence,
     );
+    if (result === -1) return 'lost';
     if (!result) return undefined;
     const [lane, mode, category, sentAt] = result;
     const pricing = update.pricing;

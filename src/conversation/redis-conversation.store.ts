@@ -101,13 +101,31 @@ export class RedisConversationStore extends ConversationStore {
   }
 
   async acquire(lane: string): Promise<Lease | undefined> {
+    const taken = await this.take(lane, false);
+    return typeof taken === 'object' ? taken : undefined;
+  }
+
+  async acquireDue(lane: string): Promise<Lease | number | undefined> {
+    return this.take(lane, true);
+  }
+
+  private async take(lane: string, respectNotBefore: boolean): Promise<Lease | number | undefined> {
     const sent = performance.now();
-    const fence = await this.run(
+    const reply = await this.run(
       'tsAcquire',
       [this.keys.lease(lane), this.keys.lane(lane), this.keys.inflight, this.keys.parked],
-      [this.config.env.TURN_LEASE_MS, LANE_TTL_S, randomBytes(6).toString('hex'), lane, Date.now()],
+      [
+        this.config.env.TURN_LEASE_MS,
+        LANE_TTL_S,
+        randomBytes(6).toString('hex'),
+        lane,
+        Date.now(),
+        respectNotBefore ? '1' : '0',
+      ],
     );
-    return typeof fence === 'string' ? { lane, fence, validUntil: this.deadline(sent) } : undefined;
+    if (typeof reply === 'string') return { lane, fence: reply, validUntil: this.deadline(sent) };
+    if (Array.isArray(reply)) return Number(reply[1]);
+    return undefined;
   }
 
   /** Redis starts the lease's TTL after `sent`; a small margin covers the two clocks' drift. */
@@ -147,11 +165,6 @@ export class RedisConversationStore extends ConversationStore {
       [this.keys.lease(lease.lane), this.keys.inflight],
       [lease.fence, lease.lane, Date.now()],
     );
-  }
-
-  async notBefore(lane: string): Promise<number | undefined> {
-    const nb = await this.client.hget(this.keys.lane(lane), 'nb');
-    return nb ? Number(nb) : undefined;
   }
 
   async join(lease: Lease): Promise<LaneSnapshot | undefined> {

@@ -54,7 +54,9 @@ export class StatusService {
     if (!snapshot) return LOST;
     const unresolved: IngestItem[] = [];
     for (const item of snapshot.items) {
-      if (!(await this.apply(item))) {
+      const applied = await this.apply(lease, item);
+      if (applied === 'lost') return LOST;
+      if (!applied) {
         if (Date.now() - item.receivedAt < ORPHAN_AFTER_MS) unresolved.push(item);
         else this.metrics.orphanStatuses.inc();
       }
@@ -66,13 +68,13 @@ export class StatusService {
   }
 
   /** True when the status found (or, through its part key, created) its outbound record. */
-  private async apply(item: IngestItem): Promise<boolean> {
+  private async apply(lease: Lease, item: IngestItem): Promise<boolean | 'lost'> {
     const status = item.raw as StatusRaw;
     if (!status.id || !status.status) return true;
     const partKey = isPartKey(status.biz_opaque_callback_data) ? status.biz_opaque_callback_data : undefined;
     if (partKey) await this.records.ack(partKey, status.id);
     const code = status.status === 'failed' ? String(status.errors?.[0]?.code ?? 'unknown') : undefined;
-    const record = await this.records.applyStatus({
+    const record = await this.records.applyStatus(lease, {
       wamid: status.id,
       status: status.status,
       timestamp: status.timestamp,
@@ -81,6 +83,7 @@ export class StatusService {
       pricing: status.pricing,
       recipient: status.recipient_id,
     });
+    if (record === 'lost') return 'lost';
     if (!record) return false;
     if (code) this.logger.warn({ code }, 'outbound message failed');
     if (code === String(WINDOW_CLOSED_CODE) && record.mode === 'free_form' && laneKind(record.lane) === 'chat') {

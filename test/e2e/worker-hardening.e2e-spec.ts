@@ -3,11 +3,12 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { type RecordedLlmRequest } from '../fakes/fake-llm.server';
 import { ConversationStore } from '../../src/conversation/conversation.store';
+import { OutboundRecords } from '../../src/conversation/outbound-records';
 import { ReplySender } from '../../src/conversation/reply-sender';
 import { leaseUsable, type TurnMeta } from '../../src/conversation/turn.types';
 import { chatLane, TURNS_QUEUE } from '../../src/queue/queue.constants';
 import { BotCluster } from '../utils/bot-cluster';
-import { textPayload } from '../utils/meta-payloads';
+import { statusPayload, textPayload } from '../utils/meta-payloads';
 import { type SpawnedApp, waitUntil } from '../utils/spawn-app';
 import { startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
@@ -79,6 +80,43 @@ describe('the lease, in one process against real Redis', () => {
     expect(await t.redis.pttl(t.keys.lease(l))).toBeGreaterThan(0);
     expect(await t.redis.llen(`${t.config.redisKeyRoot}:sandbox:outbox`)).toBe(sends);
     await store.release(lease);
+  });
+
+  it('a parked lane is not taken before its time: the not-before check is part of taking the lease', async () => {
+    const l = lane();
+    const lease = (await store.acquire(l))!;
+    const until = Date.now() + 60_000;
+    expect(await store.defer(lease, until)).toBe(true);
+    expect(await store.acquireDue(l)).toBe(until);
+    expect(await t.redis.exists(t.keys.lease(l))).toBe(0);
+    // A freed LLM slot may wake it early: the plain acquire ignores the parking.
+    const early = await store.acquire(l);
+    expect(early).toBeDefined();
+    await store.release(early!);
+  });
+
+  it('status writes are fenced: a status lane whose lease was lost changes no outbound record', async () => {
+    const records = t.app.get(OutboundRecords, { strict: false });
+    const statusLane = `s.${TEST_PHONE_NUMBER_ID}.971500000001`;
+    const wamid = `wamid.FENCED${Date.now()}`;
+    await records.sent({
+      wamid,
+      lane: lane(),
+      turnId: 'x',
+      partKey: 't.x.0',
+      to: '971500000001',
+      mode: 'free_form',
+      category: 'service',
+      inWindow: true,
+    });
+    const lease = (await store.acquire(statusLane))!;
+    await t.redis.del(t.keys.lease(statusLane));
+    expect(await records.applyStatus(lease, { wamid, status: 'read' })).toBe('lost');
+    expect(await t.redis.hget(t.keys.outbound(wamid), 'status')).toBeNull();
+    const again = (await store.acquire(statusLane))!;
+    expect(await records.applyStatus(again, { wamid, status: 'read' })).toMatchObject({ mode: 'free_form' });
+    expect(await t.redis.hget(t.keys.outbound(wamid), 'status')).toBe('read');
+    await store.release(again);
   });
 
   it('the sweeper finds a lost wake-up behind more than a thousand lanes parked for an outage', async () => {
@@ -203,6 +241,34 @@ describe('a turn that keeps throwing', () => {
       20_000,
     );
     expect(await t.redis.hget(t.keys.lane(l), 'failures')).toBeNull();
+  }, 60_000);
+});
+
+describe('the holding message', () => {
+  let bot: BotCluster;
+
+  beforeAll(async () => {
+    bot = await BotCluster.start({ workers: 0 });
+  });
+
+  afterAll(async () => {
+    await bot?.close();
+  });
+
+  it('has an outbound record: its statuses are applied, not counted as orphans, and it is costed', async () => {
+    const from = '971500015300';
+    bot.llm.enqueue('error500');
+    expect((await bot.post(textPayload({ from, text: 'are you open?' }))).status).toBe(200);
+    await bot.graph.waitForSends(2, 30_000);
+    await bot.waitQuiet();
+    const [holding, reply] = bot.graph.sends().filter((r) => r.body?.to === from);
+    expect(reply.body.text.body).toBe('Echo: are you open?');
+    const record = `${bot.receiver.config.redisKeyRoot}:out:${holding.wamid}`;
+    expect(await bot.redis.hgetall(record)).toMatchObject({ mode: 'free_form', category: 'service' });
+    const orphans = await bot.metric('tawasul_orphan_statuses_total');
+    expect((await bot.post(statusPayload(holding.wamid!, 'delivered', from))).status).toBe(200);
+    await waitUntil('the status', async () => (await bot.redis.hget(record, 'status')) === 'delivered', 10_000);
+    expect(await bot.metric('tawasul_orphan_statuses_total')).toBe(orphans);
   }, 60_000);
 });
 
