@@ -6,10 +6,13 @@ import { AppRole, readRoleFlag } from './app-role';
 import { AppConfig } from './config/app-config';
 import { ConfigError, validateEnv } from './config/validate-env';
 import { HealthState } from './health/health-state';
+import { SHUTDOWN_CLOSE_LIMIT_MS } from './health/shutdown-limits';
 import { createApp } from './http/create-app';
-import { AppLogger } from './logging/app-logger';
-import { startManagementServer } from './metrics/management-server';
+import { AppLogger, routeConsoleToLog } from './logging/app-logger';
+import { startManagementServer, stopManagementServer } from './metrics/management-server';
 import { MetricsService } from './metrics/metrics.service';
+import { isConnectionError } from './redis/redis-connections';
+import { RedisConnections } from './redis/redis-connections.service';
 
 /** Reads the environment (plus .env when present), or exits 1 with one line per bad variable. */
 function loadConfig(): AppConfig {
@@ -27,40 +30,71 @@ function loadConfig(): AppConfig {
 /**
  * SIGTERM: readiness turns 503 at once; the receiver keeps serving through a short drain so the
  * load balancer stops sending; then Nest closes (HTTP server, BullMQ workers finish their job in
- * flight, Redis last) and the process exits 0.
+ * flight, Redis last) and the process exits 0 — within SHUTDOWN_CLOSE_LIMIT_MS after the drain
+ * whatever Redis does, so that an outage never makes a rollout wait out the whole grace period.
  */
 function handleShutdown(app: NestFastifyApplication, config: AppConfig, management?: Server): void {
   const logger = app.get(AppLogger).child('lifecycle');
   let stopping = false;
+  const close = async (): Promise<void> => {
+    const started = Date.now();
+    // Each wait inside is bounded on its own; this is for whatever is not (a hook that hangs).
+    setTimeout(() => {
+      logger.warn({ limitMs: SHUTDOWN_CLOSE_LIMIT_MS }, 'shutdown: closing did not finish within the limit; exiting');
+      process.exit(0);
+    }, SHUTDOWN_CLOSE_LIMIT_MS);
+    try {
+      await Promise.all([management && stopManagementServer(management), app.close()]);
+    } catch (err) {
+      // A Redis that went away is no reason for a failed exit: what it cut short is logged already.
+      const failed = !isConnectionError(err);
+      logger[failed ? 'error' : 'warn']({ err: (err as Error).message }, 'shutdown: closing failed');
+      process.exit(failed ? 1 : 0);
+    }
+    logger.info({ closeMs: Date.now() - started }, 'stopped');
+    process.exit(0);
+  };
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
     app.get(HealthState).beginShutdown();
     const drainMs = config.role === AppRole.Worker ? 0 : config.env.SHUTDOWN_DRAIN_MS;
-    logger.info({ signal, drainMs }, 'shutting down');
-    setTimeout(() => {
-      management?.close();
-      app.close().then(
-        () => {
-          logger.info('stopped');
-          process.exit(0);
-        },
-        (err: Error) => {
-          logger.error({ err: err.message }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    }, drainMs);
+    logger.info({ signal, drainMs, closeLimitMs: SHUTDOWN_CLOSE_LIMIT_MS }, 'shutting down');
+    setTimeout(() => void close(), drainMs);
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }
 
+/**
+ * Only JSON log lines reach stdout and stderr: what libraries print (BullMQ falls back to
+ * console.error for an 'error' event nobody listens to) and rejections nobody handled go through
+ * pino as well. Connection errors among the latter are the outage the Redis connections report.
+ */
+function logProcessFaults(app: NestFastifyApplication): void {
+  const appLogger = app.get(AppLogger);
+  const logger = appLogger.child('process');
+  const outage = app.get(RedisConnections).outage;
+  routeConsoleToLog(appLogger.child('console'));
+  process.on('unhandledRejection', (reason) => {
+    if (isConnectionError(reason)) outage.seen('unhandled-rejection', reason as Error);
+    else logger.error({ err: reason }, 'unhandled promise rejection');
+  });
+  // Node prints its own warnings (MaxListenersExceededWarning…) on stderr from a listener of its own.
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => logger.warn({ warning: warning.name, err: warning.message }, 'node warning'));
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception');
+    process.exit(1);
+  });
+}
+
 async function bootstrap(): Promise<void> {
   const config = loadConfig();
   const app = await createApp(config);
+  logProcessFaults(app);
   const logger = app.get(AppLogger).child('lifecycle');
-  await app.listen({ port: config.env.PORT, host: '0.0.0.0' });
+  await app.listen({ port: config.env.PORT, host: config.env.HOST });
   const managementPort = config.env.MANAGEMENT_PORT;
   const management =
     managementPort !== undefined ? await startManagementServer(managementPort, app.get(MetricsService)) : undefined;

@@ -35,13 +35,13 @@ const toBool = ({ value }: { value: unknown }): unknown => {
 };
 
 /** RFC 1123 host names; all-numeric names are left to isIP, so that 300.1.1.1 is refused. */
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const IsHost = (): PropertyDecorator =>
   ValidateBy({
     name: 'isHost',
     validator: {
-      validate: (v: unknown) =>
-        typeof v === 'string' && (isIP(v) !== 0 || (HOSTNAME.test(v) && !/^[\d.]+$/.test(v))),
+      validate: (v: unknown) => typeof v === 'string' && (isIP(v) !== 0 || (HOSTNAME.test(v) && !/^[\d.]+$/.test(v))),
       defaultMessage: () => 'must be an IP address (0.0.0.0, ::, 127.0.0.1…) or a host name',
     },
   });

@@ -11,6 +11,20 @@ function badVariables(raw: Record<string, string | undefined>): string[] {
   }
 }
 
+/** A complete production deployment (Meta, both roles): valid as it is. */
+const PRODUCTION: Record<string, string | undefined> = {
+  NODE_ENV: 'production',
+  BSP_PROVIDER: 'meta',
+  LLM_PROVIDER: 'openai',
+  LLM_BASE_URL: 'https://vllm.internal/v1',
+  WHATSAPP_PHONE_NUMBER_ID: '100000000000001',
+  WHATSAPP_VERIFY_TOKEN: 'verify-token-0123',
+  WHATSAPP_APP_SECRET: '0123456789abcdef0123456789abcdef',
+  META_ACCESS_TOKEN: 'token',
+  LOG_HASH_KEY: 'k'.repeat(32),
+  MANAGEMENT_PORT: '9464',
+};
+
 function configError(raw: Record<string, string | undefined>): ConfigError {
   try {
     validateEnv(raw);
@@ -26,6 +40,8 @@ describe('validateEnv defaults (SPEC §2 table)', () => {
   const contract: Record<string, unknown> = {
     APP_ROLE: 'all',
     PORT: 3000,
+    // "0.0.0.0 (127.0.0.1 with the sandbox BSP)", and the sandbox is the default BSP.
+    HOST: '127.0.0.1',
     MANAGEMENT_PORT: undefined,
     NODE_ENV: 'development',
     REDIS_URL: 'redis://127.0.0.1:6379',
@@ -264,12 +280,11 @@ describe('invalid values', () => {
   });
 
   it('in production BSP_PROVIDER and LLM_PROVIDER must be explicit', () => {
-    expect(badVariables({ NODE_ENV: 'production' }).sort()).toEqual(['BSP_PROVIDER', 'LLM_PROVIDER']);
-    expect(badVariables({ NODE_ENV: 'production', BSP_PROVIDER: 'sandbox', LLM_PROVIDER: 'offline' })).toEqual([]);
+    const { BSP_PROVIDER: _bsp, LLM_PROVIDER: _llm, ...implicit } = PRODUCTION;
+    expect(badVariables(implicit).sort()).toEqual(['BSP_PROVIDER', 'LLM_PROVIDER']);
+    expect(badVariables(PRODUCTION)).toEqual([]);
     // The LLM_BASE_URL-derived default is a default too: production must still say it.
-    expect(badVariables({ NODE_ENV: 'production', BSP_PROVIDER: 'sandbox', LLM_BASE_URL: 'http://vllm/v1' })).toEqual([
-      'LLM_PROVIDER',
-    ]);
+    expect(badVariables({ ...PRODUCTION, LLM_PROVIDER: undefined })).toEqual(['LLM_PROVIDER']);
   });
 });
 
@@ -293,9 +308,188 @@ describe('empty strings count as unset', () => {
         WHATSAPP_PHONE_NUMBER_ID: '100000000000001',
       }).sort(),
     ).toEqual(['WHATSAPP_APP_SECRET', 'WHATSAPP_VERIFY_TOKEN']);
-    expect(badVariables({ NODE_ENV: 'production', BSP_PROVIDER: '', LLM_PROVIDER: '' }).sort()).toEqual([
+    expect(badVariables({ ...PRODUCTION, BSP_PROVIDER: '', LLM_PROVIDER: '' }).sort()).toEqual([
       'BSP_PROVIDER',
       'LLM_PROVIDER',
     ]);
+  });
+});
+
+describe('HOST (SPEC §2)', () => {
+  it('is 127.0.0.1 with the sandbox BSP, 0.0.0.0 with the others, unless set', () => {
+    expect(validateEnv({}).HOST).toBe('127.0.0.1');
+    expect(validateEnv({ BSP_PROVIDER: 'sandbox' }).HOST).toBe('127.0.0.1');
+    const meta = { BSP_PROVIDER: 'meta', APP_ROLE: 'worker', META_ACCESS_TOKEN: 't', WHATSAPP_PHONE_NUMBER_ID: '1' };
+    expect(validateEnv(meta).HOST).toBe('0.0.0.0');
+    expect(validateEnv({ ...meta, HOST: '10.0.0.5' }).HOST).toBe('10.0.0.5');
+    expect(validateEnv({ HOST: '0.0.0.0' }).HOST).toBe('0.0.0.0');
+    expect(validateEnv({ HOST: '' }).HOST).toBe('127.0.0.1');
+  });
+
+  it.each(['0.0.0.0', '::', '::1', '192.168.1.20', 'localhost', 'tawasul-receiver.default.svc.cluster.local'])(
+    'accepts %s',
+    (host) => {
+      expect(validateEnv({ HOST: host }).HOST).toBe(host);
+    },
+  );
+
+  it.each(['300.1.1.1', '10.0.0', '[::1]', 'http://localhost', 'my host', '-leading.dash', 'a'.repeat(64)])(
+    'refuses %s with a line naming HOST',
+    (host) => {
+      const err = configError({ HOST: host });
+      expect(err.lines).toEqual([expect.stringMatching(/^HOST: must be an IP address .* or a host name$/)]);
+    },
+  );
+});
+
+describe('HTTP_REQUEST_TIMEOUT_MS', () => {
+  it('defaults to 30 s and takes 1 s to 10 min', () => {
+    expect(validateEnv({}).HTTP_REQUEST_TIMEOUT_MS).toBe(30000);
+    expect(validateEnv({ HTTP_REQUEST_TIMEOUT_MS: '2000' }).HTTP_REQUEST_TIMEOUT_MS).toBe(2000);
+    for (const bad of ['999', '600001', '1.5', 'soon']) {
+      expect(badVariables({ HTTP_REQUEST_TIMEOUT_MS: bad })).toEqual(['HTTP_REQUEST_TIMEOUT_MS']);
+    }
+  });
+});
+
+describe('MANAGEMENT_PORT', () => {
+  it('must differ from PORT (both servers could not listen)', () => {
+    expect(configError({ PORT: '9464', MANAGEMENT_PORT: '9464' }).lines).toEqual([
+      'MANAGEMENT_PORT: must differ from PORT',
+    ]);
+    expect(badVariables({ MANAGEMENT_PORT: '3000' })).toEqual(['MANAGEMENT_PORT']);
+  });
+});
+
+describe('NODE_ENV=production (SPEC §2)', () => {
+  /** The one line naming `name`, for a production environment with `change` applied. */
+  const lineFor = (change: Record<string, string | undefined>, name: string): string => {
+    const err = configError({ ...PRODUCTION, ...change });
+    expect(err.lines.map((l) => l.split(':')[0])).toEqual([name]);
+    return err.lines[0];
+  };
+
+  it('the production baseline used below is valid, for each role', () => {
+    for (const role of ['receiver', 'worker', 'all'])
+      expect(badVariables({ ...PRODUCTION, APP_ROLE: role })).toEqual([]);
+  });
+
+  describe('the sandbox BSP', () => {
+    it('is refused, on one line naming BSP_PROVIDER', () => {
+      expect(lineFor({ BSP_PROVIDER: 'sandbox' }, 'BSP_PROVIDER')).toMatch(
+        /sandbox is refused when NODE_ENV=production/,
+      );
+    });
+
+    it('left implicit is reported once: it must be set explicitly', () => {
+      expect(lineFor({ BSP_PROVIDER: undefined }, 'BSP_PROVIDER')).toMatch(/must be set explicitly/);
+    });
+
+    it('is fine outside production', () => {
+      expect(badVariables({ NODE_ENV: 'development', BSP_PROVIDER: 'sandbox' })).toEqual([]);
+      expect(badVariables({ NODE_ENV: 'test', BSP_PROVIDER: 'sandbox' })).toEqual([]);
+    });
+  });
+
+  describe('LOG_HASH_KEY', () => {
+    it('is required', () => {
+      expect(lineFor({ LOG_HASH_KEY: undefined }, 'LOG_HASH_KEY')).toMatch(/is required when NODE_ENV=production/);
+      expect(lineFor({ LOG_HASH_KEY: '' }, 'LOG_HASH_KEY')).toMatch(/is required/);
+    });
+
+    it('needs at least 32 characters', () => {
+      expect(lineFor({ LOG_HASH_KEY: 'k'.repeat(31) }, 'LOG_HASH_KEY')).toMatch(/at least 32 characters/);
+      expect(badVariables({ ...PRODUCTION, LOG_HASH_KEY: 'k'.repeat(32) })).toEqual([]);
+    });
+  });
+
+  describe('MANAGEMENT_PORT', () => {
+    it('is required, so that /metrics is never served on the public port', () => {
+      expect(lineFor({ MANAGEMENT_PORT: undefined }, 'MANAGEMENT_PORT')).toMatch(/required.*\/metrics/);
+    });
+  });
+
+  describe('peer URLs', () => {
+    const chatwoot = {
+      CHATWOOT_WEBHOOK_TOKEN: 'chatwoot-token-0123',
+      CHATWOOT_API_TOKEN: 'api',
+      CHATWOOT_ACCOUNT_ID: '1',
+      CHATWOOT_INBOX_ID: '2',
+    };
+    const plain: [string, Record<string, string>][] = [
+      ['META_GRAPH_URL', { META_GRAPH_URL: 'http://graph.internal' }],
+      ['D360_BASE_URL', { D360_BASE_URL: 'http://360dialog.internal' }],
+      ['LLM_BASE_URL', { LLM_BASE_URL: 'http://vllm:8000/v1' }],
+      ['CHATWOOT_BASE_URL', { CHATWOOT_BASE_URL: 'http://chatwoot:3000', ...chatwoot }],
+    ];
+
+    it.each(plain)('%s must be https', (name, change) => {
+      expect(lineFor(change, name)).toMatch(/must be an https:\/\/ URL when NODE_ENV=production.*ALLOW_PLAIN_HTTP/);
+    });
+
+    it.each(plain)('%s may be http with ALLOW_PLAIN_HTTP=true', (_, change) => {
+      expect(badVariables({ ...PRODUCTION, ...change, ALLOW_PLAIN_HTTP: 'true' })).toEqual([]);
+    });
+
+    it('https passes, and http is fine outside production', () => {
+      expect(badVariables({ ...PRODUCTION, CHATWOOT_BASE_URL: 'https://chatwoot.example', ...chatwoot })).toEqual([]);
+      expect(badVariables({ LLM_BASE_URL: 'http://vllm:8000/v1', META_GRAPH_URL: 'http://127.0.0.1:9' })).toEqual([]);
+    });
+
+    it('a URL the schema already refused is named once', () => {
+      expect(lineFor({ META_GRAPH_URL: 'graph.facebook.com' }, 'META_GRAPH_URL')).toMatch(/must be an http\(s\) URL/);
+    });
+
+    it('ALLOW_PLAIN_HTTP is a boolean, false by default', () => {
+      expect(validateEnv({}).ALLOW_PLAIN_HTTP).toBe(false);
+      expect(badVariables({ ALLOW_PLAIN_HTTP: 'sometimes' })).toEqual(['ALLOW_PLAIN_HTTP']);
+    });
+  });
+
+  describe('secrets need at least 16 characters', () => {
+    it.each(['WHATSAPP_APP_SECRET', 'WHATSAPP_VERIFY_TOKEN', 'D360_WEBHOOK_SECRET', 'CHATWOOT_WEBHOOK_TOKEN'])(
+      '%s',
+      (name) => {
+        expect(lineFor({ [name]: 'x'.repeat(15) }, name)).toMatch(/at least 16 characters when NODE_ENV=production/);
+        expect(badVariables({ ...PRODUCTION, [name]: 'x'.repeat(16) })).toEqual([]);
+      },
+    );
+
+    it('every API_KEYS entry, without saying which one is short', () => {
+      const line = lineFor({ API_KEYS: `${'a'.repeat(16)},short-key,${'b'.repeat(20)}` }, 'API_KEYS');
+      expect(line).toMatch(/every key must be at least 16 characters when NODE_ENV=production \(1 of 3 shorter\)/);
+      expect(line).not.toContain('short-key');
+      expect(badVariables({ ...PRODUCTION, API_KEYS: `${'a'.repeat(16)},${'b'.repeat(40)}` })).toEqual([]);
+    });
+
+    it('short secrets are fine outside production', () => {
+      expect(
+        badVariables({
+          BSP_PROVIDER: 'meta',
+          APP_ROLE: 'receiver',
+          WHATSAPP_PHONE_NUMBER_ID: '1',
+          WHATSAPP_APP_SECRET: 's',
+          WHATSAPP_VERIFY_TOKEN: 'v',
+          API_KEYS: 'k',
+        }),
+      ).toEqual([]);
+    });
+  });
+
+  it('reports every broken rule at once, one line per variable, naming it', () => {
+    const err = configError({
+      ...PRODUCTION,
+      BSP_PROVIDER: 'sandbox',
+      LOG_HASH_KEY: 'short',
+      MANAGEMENT_PORT: undefined,
+      LLM_BASE_URL: 'http://vllm/v1',
+      WHATSAPP_APP_SECRET: 'secret',
+      API_KEYS: 'k1,k2',
+    });
+    const names = err.lines.map((l) => l.split(':')[0]);
+    expect([...names].sort()).toEqual(
+      ['API_KEYS', 'BSP_PROVIDER', 'LLM_BASE_URL', 'LOG_HASH_KEY', 'MANAGEMENT_PORT', 'WHATSAPP_APP_SECRET'].sort(),
+    );
+    for (const line of err.lines) expect(line).toMatch(/^[A-Z0-9_]+: [^\n]+$/);
   });
 });

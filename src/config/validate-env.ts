@@ -1,6 +1,7 @@
 import { plainToInstance } from 'class-transformer';
 import { getMetadataStorage, type ValidationError, validateSync } from 'class-validator';
 import { EnvSchema } from './env.schema';
+import { productionProblems } from './production-env';
 
 /** Thrown when the environment is invalid; `lines` holds one readable line per bad variable. */
 export class ConfigError extends Error {
@@ -10,10 +11,10 @@ export class ConfigError extends Error {
   }
 }
 
-const describe = (error: ValidationError): string => {
+const reasonOf = (error: ValidationError): string => {
   const reasons = Object.values(error.constraints ?? {});
   // class-validator reports every failed constraint; the first is the most basic one.
-  return `${error.property}: ${reasons[reasons.length - 1] ?? 'is invalid'}`;
+  return reasons[reasons.length - 1] ?? 'is invalid';
 };
 
 /** Every variable the schema knows, read from class-validator's metadata. */
@@ -35,12 +36,20 @@ export function validateEnv(raw: Record<string, unknown>): EnvSchema {
   if (input.LLM_PROVIDER === undefined) input.LLM_PROVIDER = input.LLM_BASE_URL ? 'openai' : 'offline';
 
   const env = plainToInstance(EnvSchema, input, { exposeDefaultValues: true });
-  const lines = validateSync(env, { skipMissingProperties: false }).map(describe);
-  if (env.NODE_ENV === 'production') {
-    for (const key of ['BSP_PROVIDER', 'LLM_PROVIDER'] as const) {
-      if (!raw[key]) lines.push(`${key}: must be set explicitly when NODE_ENV=production`);
-    }
+  // One line per variable: a value the schema refused is not refused again by a later rule.
+  const problems = new Map(validateSync(env, { skipMissingProperties: false }).map((e) => [e.property, reasonOf(e)]));
+  const add = (key: string, reason: string): void => {
+    if (!problems.has(key)) problems.set(key, reason);
+  };
+  // Both servers listen: on one port the second would fail to start with EADDRINUSE.
+  if (env.MANAGEMENT_PORT !== undefined && env.MANAGEMENT_PORT === env.PORT) {
+    add('MANAGEMENT_PORT', 'must differ from PORT');
   }
-  if (lines.length > 0) throw new ConfigError(lines);
+  if (env.NODE_ENV === 'production') {
+    for (const [key, reason] of productionProblems(env, raw)) add(key, reason);
+  }
+  if (problems.size > 0) throw new ConfigError([...problems].map(([key, reason]) => `${key}: ${reason}`));
+  // SPEC §2: the sandbox takes unsigned webhooks, so by default only this machine reaches it.
+  env.HOST ??= env.BSP_PROVIDER === 'sandbox' ? '127.0.0.1' : '0.0.0.0';
   return env;
 }

@@ -13,6 +13,24 @@ const SWEEP_BATCH = 1000;
 const OVERDUE_MS = 2000;
 /** The full scan for lost ingest wake-ups runs every this many sweeps. */
 const FULL_SCAN_EVERY = 5;
+/** The lists that hold patients' texts are trimmed by age every this many sweeps (a minute). */
+const TRIM_EVERY = 60;
+const DAY_MS = 86_400_000;
+/**
+ * How long the raw unhandled items and the dead letters are kept (besides their count caps): they
+ * hold patients' texts and numbers, so they are kept only as long as an operator needs to look.
+ */
+export const UNHANDLED_RETENTION_MS = 7 * DAY_MS;
+export const DEAD_LETTER_RETENTION_MS = 30 * DAY_MS;
+const TRIM_BATCH = 1000;
+/** KEYS: list. ARGV: entry. Pops the list's oldest entry only if it is still that one. */
+const POP_IF_OLDEST = `
+if redis.call('LINDEX', KEYS[1], -1) == ARGV[1] then
+  redis.call('RPOP', KEYS[1])
+  return 1
+end
+return 0
+`;
 
 /**
  * The safety net of SPEC §5: one scheduled job re-arms lanes whose wake-up was lost. It reads
@@ -54,6 +72,7 @@ export class Sweeper {
     ]);
     const unheld = await this.withoutLease([...new Set([...orphans, ...overdue])]);
     const lost = bucket % FULL_SCAN_EVERY === 0 ? await this.lostIngestWakes(now) : [];
+    if (bucket % TRIM_EVERY === 0) await this.trimByAge(now);
     const lanes = [...new Set([...unheld, ...lost])];
     if (lanes.length === 0) return 0;
     const targets: WakeTarget[] = lanes.map((lane) => ({ lane, tag: `s${bucket}` }));
@@ -63,6 +82,28 @@ export class Sweeper {
       're-armed lanes without a live wake-up',
     );
     return targets.length;
+  }
+
+  /**
+   * Drops entries past their retention from the oldest end of the newest-first lists. An entry
+   * without a time (written before times were kept) counts as old.
+   */
+  async trimByAge(now: number): Promise<number> {
+    const redis = this.connections.worker;
+    let dropped = 0;
+    for (const [key, maxAge] of [
+      [this.keys.unhandled, UNHANDLED_RETENTION_MS],
+      [this.keys.deadLetters, DEAD_LETTER_RETENTION_MS],
+    ] as const) {
+      for (let i = 0; i < TRIM_BATCH; i++) {
+        const oldest = await redis.lindex(key, -1);
+        if (oldest === null || entryTime(oldest) >= now - maxAge) break;
+        // Only that entry: the count cap may have trimmed it meanwhile.
+        if (Number(await redis.eval(POP_IF_OLDEST, 1, key, oldest)) === 1) dropped++;
+      }
+    }
+    if (dropped > 0) this.logger.info({ dropped }, 'dropped unhandled items and dead letters past their retention');
+    return dropped;
   }
 
   private async withoutLease(lanes: string[]): Promise<string[]> {
@@ -101,5 +142,14 @@ export class Sweeper {
       if (lanes.length < SWEEP_BATCH) break;
     }
     return lost;
+  }
+}
+
+function entryTime(raw: string): number {
+  try {
+    const at = (JSON.parse(raw) as { at?: unknown }).at;
+    return typeof at === 'number' ? at : 0;
+  } catch {
+    return 0;
   }
 }

@@ -7,7 +7,7 @@ import { IngestService, IngestUnavailableError } from '../dedup/ingest.service';
 import { RAW_BODY } from '../http/http-hooks';
 import { AppLogger } from '../logging/app-logger';
 import { MetricsService } from '../metrics/metrics.service';
-import { exceedsNesting } from '../webhook/webhook-payload';
+import { exceedsNesting, parseUntrustedJson } from '../webhook/webhook-payload';
 import { JSON_TYPE } from '../webhook/webhook-route.hooks';
 import { ChatwootWebhookAuth } from './chatwoot-webhook.auth';
 import { parseChatwootWebhook } from './chatwoot-webhook.parser';
@@ -48,7 +48,7 @@ export class ChatwootWebhookController {
     }
     let body: unknown;
     try {
-      body = JSON.parse(raw.toString('utf8'));
+      body = parseUntrustedJson(raw);
     } catch {
       body = undefined;
     }

@@ -14,10 +14,19 @@ import { installHttpHooks } from './http-hooks';
  * Used by main.ts and by the e2e tests, so tests run exactly the production wiring.
  */
 export async function createApp(config: AppConfig): Promise<NestFastifyApplication> {
+  const requestTimeout = config.env.HTTP_REQUEST_TIMEOUT_MS;
   const adapter = new FastifyAdapter({
     bodyLimit: Math.max(config.env.WEBHOOK_BODY_LIMIT, 102400),
     // Behind a load balancer idle keep-alive sockets must outlive the balancer's own timeout.
+    // Node gives idle keep-alive sockets this timeout instead of the two below.
     keepAliveTimeout: 65_000,
+    // Fastify turns Node's own limit off: without one, a client trickling a byte a second into a
+    // 3 MB body holds its socket and buffer for ever. Meta posts a whole webhook in well under a second.
+    requestTimeout,
+    // A socket silent for longer than a whole request plus the longest wait on Redis is dead.
+    connectionTimeout: requestTimeout + config.env.INGEST_TIMEOUT_MS,
+    // Node looks for late requests only every 30 s by default; a tenth of the limit keeps the cut near it.
+    http: { requestTimeout, connectionsCheckingInterval: Math.min(30_000, Math.floor(requestTimeout / 10)) },
     return503OnClosing: false,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRole(config.role, config), adapter, {

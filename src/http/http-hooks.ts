@@ -3,6 +3,7 @@ import { toApiError } from '../api/api-error.filter';
 import { type AppConfig, DEFAULT_BODY_LIMIT } from '../config/app-config';
 import { type MetricsService } from '../metrics/metrics.service';
 import { type WebhookAuth } from '../webhook/webhook-auth';
+import { parseUntrustedJson } from '../webhook/webhook-payload';
 import { JSON_TYPE, webhookMetricsHook, webhookPreBodyHook } from '../webhook/webhook-route.hooks';
 
 /** Body limit of the /v1 routes. */
@@ -53,7 +54,8 @@ export function installHttpHooks(
     if ((req.routeOptions.config as unknown as Record<string, unknown> | undefined)?.[RAW_BODY]) return done(null, raw);
     if (raw.length === 0) return done(null, undefined);
     try {
-      done(null, JSON.parse(raw.toString('utf8')));
+      // Refuses `__proto__` keys too, as Fastify's own parser would (this one replaces it).
+      done(null, parseUntrustedJson(raw));
     } catch {
       done(Object.assign(new Error('body is not valid JSON'), { statusCode: 400 }), undefined);
     }

@@ -1,3 +1,4 @@
+import { format } from 'node:util';
 import { type LoggerService } from '@nestjs/common';
 import pino, { type Logger } from 'pino';
 
@@ -36,4 +37,21 @@ export class NestPinoLogger implements LoggerService {
   verbose(message: unknown, context?: string): void {
     this.logger.trace({ context }, String(message));
   }
+}
+
+/**
+ * Points console.* at pino, so that libraries that print (BullMQ warns about the eviction policy
+ * and falls back to console.error for errors nobody listens to) still write one JSON line each.
+ */
+export function routeConsoleToLog(logger: Logger): void {
+  const to =
+    (level: 'debug' | 'info' | 'warn' | 'error') =>
+    (...args: unknown[]): void =>
+      logger[level](format(...args));
+  console.log = to('info');
+  console.info = to('info');
+  console.debug = to('debug');
+  console.trace = to('debug');
+  console.warn = to('warn');
+  console.error = to('error');
 }

@@ -22,3 +22,11 @@ export function startManagementServer(port: number, metrics: MetricsService): Pr
     server.listen(port, '0.0.0.0', () => resolve(server));
   });
 }
+
+/** Stops the management server; idle keep-alive connections (a scraper's) are closed with it. */
+export function stopManagementServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}

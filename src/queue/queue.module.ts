@@ -2,6 +2,7 @@ import { BullModule } from '@nestjs/bullmq';
 import { Module } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../redis/redis-connections.service';
+import { QueueErrors } from './queue-errors';
 import { TURNS_QUEUE } from './queue.constants';
 
 /**
@@ -20,6 +21,7 @@ import { TURNS_QUEUE } from './queue.constants';
     }),
     BullModule.registerQueue({ name: TURNS_QUEUE }),
   ],
+  providers: [QueueErrors],
   exports: [BullModule],
 })
 export class QueueModule {}

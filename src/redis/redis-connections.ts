@@ -92,3 +92,13 @@ export function waitReady(client: RedisClient, timeoutMs: number): Promise<boole
     client.once('ready', onReady);
   });
 }
+
+/** Errors that say "Redis is not reachable right now" rather than "this command is wrong". */
+const CONNECTION_ERROR =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|Connection is closed|Command timed out|Stream isn't writeable|Cluster isn't ready|max retries per request|Failed to refresh slots cache|None of startup nodes is available/i;
+
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return CONNECTION_ERROR.test(`${code} ${err.message} ${err.name}`);
+}

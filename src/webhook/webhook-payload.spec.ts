@@ -1,4 +1,5 @@
-import { KNOWN_MESSAGE_TYPES, MAX_NESTING, exceedsNesting, parseWebhook } from './webhook-payload';
+import { interpretMessage } from '../conversation/inbound-content';
+import { KNOWN_MESSAGE_TYPES, MAX_NESTING, exceedsNesting, parseUntrustedJson, parseWebhook } from './webhook-payload';
 
 type Json = Record<string, any>;
 
@@ -259,6 +260,144 @@ describe('parseWebhook', () => {
     ])('keeps a status with %s raw', (_, s) => {
       expect(unhandledRaw(body([change({ statuses: [s] })]))).toEqual([{ kind: 'status', raw: s }]);
     });
+  });
+});
+
+describe('ids are held to their shape before they become keys', () => {
+  const ok = text('ok', '971500000009');
+  /** What became of `item`, parsed next to a good message: its unhandled kind, or 'item'. */
+  const fate = (item: Json, where: 'messages' | 'statuses' = 'messages'): string => {
+    const parsed = parse(body([change({ [where]: [item], messages: where === 'messages' ? [item, ok] : [ok] })]));
+    expect(parsed.items.map((i) => i.key)).toContain('m:ok');
+    const kinds = parsed.unhandled.map((u) => u.kind);
+    expect(kinds.length + parsed.items.length).toBe(2);
+    return kinds[0] ?? 'item';
+  };
+
+  describe('message ids (wamid, at most 256 characters)', () => {
+    it.each<[string, string]>([
+      ['a real wamid', 'wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA'],
+      ['base64 with + / =', 'wamid.ab+cd/ef=='],
+      ['256 characters', `wamid.${'A'.repeat(250)}`],
+    ])('accepts %s', (_, id) => {
+      expect(fate(text(id, '971500000001'))).toBe('item');
+    });
+
+    it.each<[string, string]>([
+      ['257 characters', `wamid.${'A'.repeat(251)}`],
+      ['a megabyte', 'A'.repeat(1_048_576)],
+      ['a colon', 'wamid.a:b'],
+      ['a space', 'wamid.a b'],
+      ['a newline', 'wamid.a\nb'],
+      ['a brace', 'wamid.{x}'],
+      ['non-ASCII', 'wamid.é'],
+    ])('keeps a message whose id has %s raw (kind message_id)', (_, id) => {
+      expect(fate(text(id, '971500000001'))).toBe('message_id');
+    });
+  });
+
+  describe('senders: `from` is digits (at most 20), from_user_id a scoped id (at most 64)', () => {
+    it.each<[string, Json]>([
+      ['a 20-digit from', text('w1', '9'.repeat(20))],
+      ['a one-digit from', text('w1', '1')],
+      ['a BSUID', { ...text('w1', undefined), from_user_id: 'AE.1234567890123' }],
+      ['a parent-style BSUID', { ...text('w1', undefined), from_user_id: 'US.ENT.11815799212886844830' }],
+      ['a 64-character BSUID', { ...text('w1', undefined), from_user_id: `AE.${'1'.repeat(61)}` }],
+    ])('accepts %s', (_, message) => {
+      expect(fate(message)).toBe('item');
+    });
+
+    it.each<[string, Json]>([
+      ['a 21-digit from', text('w1', '9'.repeat(21))],
+      ['a from with letters', text('w1', 'AE.1234567890123')],
+      ['a from with a plus', text('w1', '+971500000001')],
+      ['a from with a dot', text('w1', '971.500')],
+      ['a bad from and a good from_user_id', { ...text('w1', 'x:y'), from_user_id: 'AE.1234567890123' }],
+      ['a 65-character BSUID', { ...text('w1', undefined), from_user_id: `AE.${'1'.repeat(62)}` }],
+      ['a BSUID with a colon', { ...text('w1', undefined), from_user_id: 'AE:1' }],
+      ['a BSUID with braces', { ...text('w1', undefined), from_user_id: '{AE}.1' }],
+      ['a BSUID starting with a dot', { ...text('w1', undefined), from_user_id: '.AE' }],
+    ])('keeps a message with %s raw (kind message_sender)', (_, message) => {
+      expect(fate(message)).toBe('message_sender');
+    });
+  });
+
+  describe('statuses', () => {
+    it.each<[string, Json]>([
+      ['a 20-digit recipient', status('wamid.o1', 'sent', '9'.repeat(20))],
+      ['a group recipient', { ...status('wamid.o1', 'read', 'fowefinoewcnw'), recipient_type: 'group' }],
+      ['a BSUID recipient', { id: 'wamid.o1', status: 'read', timestamp: '1', recipient_user_id: 'AE.123' }],
+    ])('accepts %s', (_, s) => {
+      expect(fate(s, 'statuses')).toBe('item');
+    });
+
+    it.each<[string, Json]>([
+      ['an id of 257 characters', status(`wamid.${'A'.repeat(251)}`, 'sent')],
+      ['an id with a colon', status('wamid.a:sent', 'sent')],
+      ['a status with a colon', status('wamid.o1', 'read:x')],
+      ['a status of 33 characters', status('wamid.o1', 'r'.repeat(33))],
+      ['a 21-digit recipient', status('wamid.o1', 'sent', '9'.repeat(21))],
+      ['a recipient with letters, not a group', status('wamid.o1', 'sent', 'fowefinoewcnw')],
+      [
+        'a group recipient of 65 characters',
+        { ...status('wamid.o1', 'read', 'g'.repeat(65)), recipient_type: 'group' },
+      ],
+      ['a BSUID recipient with a colon', { id: 'wamid.o1', status: 'read', timestamp: '1', recipient_user_id: 'A:1' }],
+    ])('keeps a status with %s raw (kind status)', (_, s) => {
+      expect(fate(s, 'statuses')).toBe('status');
+    });
+  });
+
+  describe('number changes (system user_changed_number)', () => {
+    const changed = (wa_id: unknown): Json => ({
+      from: '971500000001',
+      id: 'wamid.change',
+      timestamp: '1767225600',
+      type: 'system',
+      system: { body: 'User changed from 971500000001 to 971500000009', wa_id, type: 'user_changed_number' },
+    });
+
+    it('accepts a new number of digits', () => {
+      expect(fate(changed('971500000009'))).toBe('item');
+    });
+
+    it.each<[string, unknown]>([
+      ['missing', undefined],
+      ['21 digits', '9'.repeat(21)],
+      ['a colon', '971:500'],
+      ['letters', 'AE.123'],
+      ['a number, not a string', 971500000009],
+    ])('keeps one whose new number is %s raw (kind message_number_change)', (_, waId) => {
+      expect(fate(changed(waId))).toBe('message_number_change');
+    });
+
+    // Items queued before the parser checked them reach the worker all the same.
+    it('interpretMessage moves a chat only to a new number of at most 20 digits', () => {
+      expect(interpretMessage(changed('971500000009'))).toMatchObject({
+        kind: 'number_change',
+        newWaId: '971500000009',
+      });
+      for (const bad of ['9'.repeat(21), '971:500', 'x', `${'9'.repeat(10)}\u0000`]) {
+        expect({ bad, kind: interpretMessage(changed(bad)).kind }).toEqual({ bad, kind: 'none' });
+      }
+    });
+  });
+});
+
+describe('parseUntrustedJson', () => {
+  it('parses JSON like JSON.parse, from bytes or text', () => {
+    const raw = '{"object":"whatsapp_business_account","entry":[{"id":"1"}],"constructor":"plain value"}';
+    expect(parseUntrustedJson(Buffer.from(raw))).toEqual(JSON.parse(raw));
+    expect(parseUntrustedJson('[1,"__proto__"]')).toEqual([1, '__proto__']);
+    expect(() => parseUntrustedJson('{"a":')).toThrow(SyntaxError);
+  });
+
+  it.each([
+    ['a __proto__ key', '{"entry":[{"__proto__":{"polluted":true}}]}'],
+    ['an escaped __proto__ key', '{"\\u005f\\u005fproto__":{"polluted":true}}'],
+    ['a constructor.prototype key', '{"a":{"constructor":{"prototype":{"polluted":true}}}}'],
+  ])('refuses %s with a SyntaxError, as invalid JSON', (_, raw) => {
+    expect(() => parseUntrustedJson(raw)).toThrow(SyntaxError);
   });
 });
 

@@ -1,3 +1,4 @@
+import secureJsonParse from 'secure-json-parse';
 import { statusLane, chatLane } from '../queue/queue.constants';
 import { type IngestItem } from '../dedup/ingest-item';
 
@@ -22,9 +23,20 @@ export const KNOWN_MESSAGE_TYPES = new Set([
   'revoke',
 ]);
 
-/** Lane ids become BullMQ job ids and Redis key parts: only safe characters, never `:`. */
+/*
+ * Ids from the payload become Redis keys (dedup, inbox, chat state) and BullMQ job ids: each is
+ * held to its real shape and length first. None may contain `:`: a job id cannot, and the dedup
+ * key `s:<id>:<status>` must not be ambiguous.
+ */
 const ID_PART = /^[A-Za-z0-9_-]{1,64}$/;
-const SENDER = /^[A-Za-z0-9_.+-]{1,64}$/;
+/** A wamid is `wamid.` and base64: about 60 characters today; 256 leaves room for a longer format. */
+export const MESSAGE_ID = /^[A-Za-z0-9._=+/-]{1,256}$/;
+/** A WhatsApp number: E.164 digits without `+` (at most 15; 20 leaves room). */
+export const WA_ID = /^\d{1,20}$/;
+/** Business-scoped user ids (`AE.1234567890123`, `US.ENT.…`) and group ids. */
+export const SCOPED_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** sent, delivered, read, failed, played, deleted… */
+const STATUS = /^[a-z_]{1,32}$/;
 
 export interface ParsedWebhook {
   items: IngestItem[];
@@ -52,10 +64,21 @@ export function exceedsNesting(value: unknown, max = MAX_NESTING): boolean {
   return false;
 }
 
+/**
+ * JSON.parse for bodies from outside. A `__proto__` key (or `constructor.prototype`) is refused
+ * with a SyntaxError, like invalid JSON: as an own property it would poison any later object
+ * spread or assign that copies it.
+ */
+export function parseUntrustedJson(raw: Buffer | string): unknown {
+  return secureJsonParse(raw, null, { protoAction: 'error', constructorAction: 'error' });
+}
+
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 const asString = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 ? v : undefined);
+const idOf = (v: unknown, shape: RegExp): string | undefined =>
+  typeof v === 'string' && shape.test(v) ? v : undefined;
 
 /**
  * Turns a verified webhook body into lane items. Handles every entry[], changes[], messages[] and
@@ -123,12 +146,17 @@ function messageItem(
 ): { item: IngestItem; reason?: never } | { item?: never; reason: string } {
   if (!isObject(message)) return { reason: 'message_shape' };
   const id = asString(message.id);
-  if (!id) return { reason: 'message_id' };
+  if (!id || !MESSAGE_ID.test(id)) return { reason: 'message_id' };
   // A chat is keyed by `from`, else the business-scoped user id (usernames hide the number).
-  const sender = asString(message.from) ?? asString(message.from_user_id);
-  if (!sender || !SENDER.test(sender)) return { reason: 'message_sender' };
+  const from = asString(message.from);
+  const sender = from !== undefined ? idOf(from, WA_ID) : idOf(message.from_user_id, SCOPED_ID);
+  if (!sender) return { reason: 'message_sender' };
   const type = asString(message.type);
   if (!type || !KNOWN_MESSAGE_TYPES.has(type)) return { reason: 'message_type' };
+  // The new number becomes the chat's key when the worker moves the chat to it.
+  if (type === 'system' && isObject(message.system) && message.system.type === 'user_changed_number') {
+    if (!idOf(message.system.wa_id, WA_ID)) return { reason: 'message_number_change' };
+  }
   // Only the sender's own contact entry; a lone entry is Meta's usual shape for a single sender.
   const profile =
     contacts.find((c) => c.wa_id === sender || c.user_id === sender) ??
@@ -148,10 +176,15 @@ function messageItem(
 
 function statusItem(status: unknown, phoneNumberId: string, receivedAt: number): IngestItem | undefined {
   if (!isObject(status)) return undefined;
-  const id = asString(status.id);
-  const state = asString(status.status);
-  const recipient = asString(status.recipient_id) ?? asString(status.recipient_user_id);
-  if (!id || !state || !recipient || !SENDER.test(recipient)) return undefined;
+  const id = idOf(status.id, MESSAGE_ID);
+  const state = idOf(status.status, STATUS);
+  // A status for a group message names the group, not a number.
+  const recipientId = asString(status.recipient_id);
+  const recipient =
+    recipientId !== undefined
+      ? idOf(recipientId, status.recipient_type === 'group' ? SCOPED_ID : WA_ID)
+      : idOf(status.recipient_user_id, SCOPED_ID);
+  if (!id || !state || !recipient) return undefined;
   return {
     key: `s:${id}:${state}`,
     lane: statusLane(phoneNumberId, recipient),

@@ -6,7 +6,7 @@ import { HealthState } from '../health/health-state';
 import { AppLogger } from '../logging/app-logger';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { MetricsService, type WebhookOutcome } from '../metrics/metrics.service';
-import { exceedsNesting, parseWebhook, type ParsedWebhook } from './webhook-payload';
+import { exceedsNesting, parseUntrustedJson, parseWebhook, type ParsedWebhook } from './webhook-payload';
 
 export interface WebhookAnswer {
   status: 200 | 400 | 503;
@@ -35,8 +35,9 @@ export class WebhookService {
   async handle(raw: Buffer): Promise<WebhookAnswer> {
     let body: unknown;
     try {
-      body = JSON.parse(raw.toString('utf8'));
+      body = parseUntrustedJson(raw);
     } catch {
+      // Invalid JSON, or a `__proto__` / `constructor.prototype` key: neither is a payload of Meta's.
       body = undefined;
     }
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -71,7 +72,13 @@ export class WebhookService {
 
 /** Kept raw items are for an operator's eyes: a 3 MB body must not make a 3 MB list entry each time. */
 const KEEP_RAW_BYTES = 16384;
+/**
+ * One entry of the unhandled list: when, what kind, and the item as Meta sent it (its start only,
+ * when it is huge). `at` lets the sweeper drop entries past their retention (they hold patients'
+ * texts and numbers: docs/operations.md).
+ */
 function capRaw(kind: string, raw: string): string {
-  if (raw.length <= KEEP_RAW_BYTES) return raw;
-  return JSON.stringify({ kind, truncated: true, length: raw.length, head: raw.slice(0, KEEP_RAW_BYTES) });
+  const at = Date.now();
+  if (raw.length <= KEEP_RAW_BYTES) return JSON.stringify({ at, kind, raw });
+  return JSON.stringify({ at, kind, truncated: true, length: raw.length, head: raw.slice(0, KEEP_RAW_BYTES) });
 }

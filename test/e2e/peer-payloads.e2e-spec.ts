@@ -133,7 +133,9 @@ describe('pywa peer payloads', () => {
     const unhandled = (after[t.keys.unhandled] ?? 0) - (before[t.keys.unhandled] ?? 0);
     expect(unhandled).toBe(errors.length);
     if (errors.length > 0) {
-      const kept = (await t.redis.lrange(t.keys.unhandled, 0, errors.length - 1)).map((r) => JSON.parse(r));
+      const kept = (await t.redis.lrange(t.keys.unhandled, 0, errors.length - 1)).map((r) =>
+        JSON.parse((JSON.parse(r) as { raw: string }).raw),
+      );
       expect(kept).toEqual(expect.arrayContaining(errors));
     }
   });

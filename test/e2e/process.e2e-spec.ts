@@ -26,6 +26,22 @@ const apps: SpawnedApp[] = [];
 // Role all now answers what it ingests: sends must not leave this machine (nothing listens on port 9).
 const OFFLINE_PEERS = { META_GRAPH_URL: 'http://127.0.0.1:9', D360_BASE_URL: 'http://127.0.0.1:9' };
 
+/**
+ * What NODE_ENV=production needs besides explicit providers (SPEC §2): no sandbox, a long
+ * LOG_HASH_KEY and webhook secret, /metrics on its own port, and (for OFFLINE_PEERS) plain http.
+ */
+async function production(): Promise<Record<string, string>> {
+  return {
+    NODE_ENV: 'production',
+    BSP_PROVIDER: 'meta',
+    LLM_PROVIDER: 'offline',
+    WHATSAPP_APP_SECRET: 'production-app-secret-0123456789',
+    LOG_HASH_KEY: 'production-log-hash-key-0123456789',
+    MANAGEMENT_PORT: String(await freePort()),
+    ALLOW_PLAIN_HTTP: 'true',
+  };
+}
+
 async function start(env: Record<string, string | undefined> = {}, args: string[] = []): Promise<SpawnedApp> {
   const app = await spawnApp({ env: { ...OFFLINE_PEERS, ...env }, args });
   apps.push(app);
@@ -84,8 +100,28 @@ describe('configuration errors (SPEC §2)', () => {
     },
     {
       name: 'production without explicit providers',
-      env: { NODE_ENV: 'production', BSP_PROVIDER: undefined, LLM_PROVIDER: undefined },
+      env: {
+        NODE_ENV: 'production',
+        BSP_PROVIDER: undefined,
+        LLM_PROVIDER: undefined,
+        WHATSAPP_APP_SECRET: undefined,
+        LOG_HASH_KEY: 'production-log-hash-key-0123456789',
+        MANAGEMENT_PORT: '9464',
+        ALLOW_PLAIN_HTTP: 'true',
+      },
       expected: { BSP_PROVIDER: /explicitly/, LLM_PROVIDER: /explicitly/ },
+    },
+    {
+      name: 'production with the sandbox, a short LOG_HASH_KEY and no MANAGEMENT_PORT',
+      env: {
+        NODE_ENV: 'production',
+        BSP_PROVIDER: 'sandbox',
+        LLM_PROVIDER: 'offline',
+        WHATSAPP_APP_SECRET: undefined,
+        LOG_HASH_KEY: 'short',
+        ALLOW_PLAIN_HTTP: 'true',
+      },
+      expected: { BSP_PROVIDER: /sandbox is refused/, LOG_HASH_KEY: /at least 32/, MANAGEMENT_PORT: /required/ },
     },
     { name: 'APP_ROLE=bogus', env: { APP_ROLE: 'bogus' }, expected: { APP_ROLE: /receiver, worker, all/ } },
     {
@@ -220,10 +256,8 @@ describe('Redis eviction policy at start-up (SPEC §5)', () => {
   afterAll(async () => {
     await redis?.stop();
   });
-  const explicitProviders = { BSP_PROVIDER: 'sandbox', LLM_PROVIDER: 'offline' };
-
   it('production refuses to start on allkeys-lru', async () => {
-    const app = await start({ ...explicitProviders, NODE_ENV: 'production', REDIS_URL: redis.url });
+    const app = await start({ ...(await production()), REDIS_URL: redis.url, LOG_LEVEL: 'info' });
     const exit = await app.waitExit(20_000);
     expect(exit.code).toBe(1);
     expect(`${app.stdout()}${app.stderr()}`).toMatch(/maxmemory-policy/);
@@ -240,7 +274,7 @@ describe('Redis eviction policy at start-up (SPEC §5)', () => {
 
   it('production starts on noeviction, without the warning', async () => {
     await redis.client().config('SET', 'maxmemory-policy', 'noeviction');
-    const app = await start({ ...explicitProviders, NODE_ENV: 'production', REDIS_URL: redis.url, LOG_LEVEL: 'info' });
+    const app = await start({ ...(await production()), REDIS_URL: redis.url, LOG_LEVEL: 'info' });
     await app.waitForLive();
     await waitUntil('ready 200', async () => (await httpStatus(`${app.url}/health/ready`)) === 200, 10_000);
     await app.waitForOutput(/tawasul started/);
@@ -269,13 +303,7 @@ describe('Redis unreachable at start-up (SPEC §4.16)', () => {
 
   it('production: the deferred policy check still refuses an evicting Redis once it appears', async () => {
     const port = await freePort();
-    const app = await start({
-      NODE_ENV: 'production',
-      BSP_PROVIDER: 'sandbox',
-      LLM_PROVIDER: 'offline',
-      REDIS_URL: `redis://127.0.0.1:${port}`,
-      LOG_LEVEL: 'info',
-    });
+    const app = await start({ ...(await production()), REDIS_URL: `redis://127.0.0.1:${port}`, LOG_LEVEL: 'info' });
     await app.waitForLive();
     const late = await startRedisServer(['--maxmemory-policy', 'allkeys-lru'], port);
     try {

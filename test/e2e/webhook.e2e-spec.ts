@@ -125,7 +125,7 @@ async function workKeys(t: TestApp): Promise<string[]> {
 
 async function unhandledItems(t: TestApp): Promise<unknown[]> {
   const raw = await t.redis.lrange(t.keys.unhandled, 0, -1);
-  return raw.map((r) => JSON.parse(r) as unknown);
+  return raw.map((r) => JSON.parse((JSON.parse(r) as { raw: string }).raw) as unknown);
 }
 
 async function scrape(t: TestApp): Promise<string> {

@@ -5,6 +5,7 @@ import { type RecordedLlmRequest } from '../fakes/fake-llm.server';
 import { ConversationStore } from '../../src/conversation/conversation.store';
 import { OutboundRecords } from '../../src/conversation/outbound-records';
 import { ReplySender } from '../../src/conversation/reply-sender';
+import { Sweeper } from '../../src/conversation/sweeper';
 import { leaseUsable, type TurnMeta } from '../../src/conversation/turn.types';
 import { chatLane, TURNS_QUEUE } from '../../src/queue/queue.constants';
 import { BotCluster } from '../utils/bot-cluster';
@@ -117,6 +118,28 @@ describe('the lease, in one process against real Redis', () => {
     expect(await records.applyStatus(again, { wamid, status: 'read' })).toMatchObject({ mode: 'free_form' });
     expect(await t.redis.hget(t.keys.outbound(wamid), 'status')).toBe('read');
     await store.release(again);
+  });
+
+  it('unhandled items and dead letters are dropped past their retention (7 and 30 days), newer ones kept', async () => {
+    const sweeper = t.app.get(Sweeper, { strict: false });
+    const now = Date.now();
+    const day = 86_400_000;
+    await t.redis.del(t.keys.unhandled, t.keys.deadLetters);
+    // Newest first, as the app writes them.
+    await t.redis.rpush(
+      t.keys.unhandled,
+      JSON.stringify({ at: now - day, kind: 'payload', raw: '{}' }),
+      JSON.stringify({ at: now - 8 * day, kind: 'payload', raw: '{}' }),
+      '{"object":"written before entries had a time"}',
+    );
+    await t.redis.rpush(
+      t.keys.deadLetters,
+      JSON.stringify({ reason: 'send_permanent', lane: 'c.1.2', at: now - 29 * day }),
+      JSON.stringify({ reason: 'send_permanent', lane: 'c.1.2', at: now - 31 * day }),
+    );
+    expect(await sweeper.trimByAge(now)).toBe(3);
+    expect((await t.redis.lrange(t.keys.unhandled, 0, -1)).map((e) => JSON.parse(e).at)).toEqual([now - day]);
+    expect((await t.redis.lrange(t.keys.deadLetters, 0, -1)).map((e) => JSON.parse(e).at)).toEqual([now - 29 * day]);
   });
 
   it('the sweeper finds a lost wake-up behind more than a thousand lanes parked for an outage', async () => {
