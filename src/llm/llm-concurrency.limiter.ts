@@ -9,8 +9,10 @@ import { LlmMetrics } from './llm.metrics';
 
 /** The holders of inference slots, under the hash-tagged root: `{tawasul}:llm:slots`. */
 export const llmSlotsKey = (keys: RedisKeys): string => `${keys.root}:llm:slots`;
-/** Chats waiting for a slot, first come first served (score: when they started waiting). */
+/** Chats waiting for a slot, first come first served (score: their place in line). */
 export const llmWaitingKey = (keys: RedisKeys): string => `${keys.root}:llm:waiting`;
+/** The next place in line: a counter, so two chats asking in the same millisecond keep their order. */
+const llmLineKey = (keys: RedisKeys): string => `${keys.root}:llm:line`;
 /** When each waiting chat last asked (score), so chats that stopped asking are forgotten. */
 const llmSeenKey = (keys: RedisKeys): string => `${keys.root}:llm:seen`;
 
@@ -27,7 +29,8 @@ const READY_WAIT_MS = 2000;
 
 /**
  * KEYS[1] slot holders: sorted set, member = holder id, score = expiry (ms, Redis clock)
- * KEYS[2] waiting chats (score: first asked)   KEYS[3] waiting chats (score: last asked)
+ * KEYS[2] waiting chats (score: place in line)   KEYS[3] waiting chats (score: last asked)
+ * KEYS[4] the place-in-line counter
  * ARGV[1] holder id   ARGV[2] ttl (ms)   ARGV[3] limit   ARGV[4] the asking chat   ARGV[5] stale ms
  * Returns 1 when the holder now has a slot (a holder that already had one is renewed), else 0 and
  * the chat waits in line. A free slot goes to the chats that have waited longest: a chat gets one
@@ -55,18 +58,21 @@ if held or (free > 0 and ahead < free) then
   redis.call('ZREM', KEYS[3], ARGV[4])
   return 1
 end
-redis.call('ZADD', KEYS[2], 'NX', now, ARGV[4])
+if not redis.call('ZSCORE', KEYS[2], ARGV[4]) then
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), ARGV[4])
+end
 redis.call('ZADD', KEYS[3], now, ARGV[4])
 redis.call('PEXPIRE', KEYS[2], 2 * stale)
 redis.call('PEXPIRE', KEYS[3], 2 * stale)
+redis.call('PEXPIRE', KEYS[4], 2 * stale)
 return 0
 `;
 
 /**
- * KEYS[1] slot holders   KEYS[2] waiting chats (score: first asked)
+ * KEYS[1] slot holders   KEYS[2] waiting chats (score: place in line)
  * ARGV[1] holder id      ARGV[2] limit
  * Frees the holder's slot and returns the chats first in line for the slots now free, flattened
- * as chat, first-asked pairs: their parked turns are woken at once instead of polling.
+ * as chat, place-in-line pairs: their parked turns are woken at once instead of polling.
  */
 const RELEASE_SCRIPT = `
 local t = redis.call('TIME')
@@ -96,7 +102,7 @@ type LimiterClient = RedisClient & {
 /** A chat first in line for a slot that was just freed. */
 export interface SlotWaiter {
   chat: string;
-  /** When it started waiting (ms): names this stretch of waiting, for its wake-up's id. */
+  /** Its place in line: names this stretch of waiting, for its wake-up's id. */
   since: string;
 }
 
@@ -120,6 +126,7 @@ export class LlmConcurrencyLimiter {
   private readonly key: string;
   private readonly waitingKey: string;
   private readonly seenKey: string;
+  private readonly lineKey: string;
   private readonly logger: Logger;
   private connecting?: Promise<void>;
 
@@ -133,6 +140,7 @@ export class LlmConcurrencyLimiter {
     this.key = llmSlotsKey(keys);
     this.waitingKey = llmWaitingKey(keys);
     this.seenKey = llmSeenKey(keys);
+    this.lineKey = llmLineKey(keys);
     this.logger = appLogger.child('llm');
   }
 
@@ -140,7 +148,7 @@ export class LlmConcurrencyLimiter {
   private get client(): LimiterClient {
     const client: LimiterClient = this.connections.producer;
     if (!client.tawasulLlmAcquire) {
-      client.defineCommand('tawasulLlmAcquire', { numberOfKeys: 3, lua: ACQUIRE_SCRIPT });
+      client.defineCommand('tawasulLlmAcquire', { numberOfKeys: 4, lua: ACQUIRE_SCRIPT });
       client.defineCommand('tawasulLlmRelease', { numberOfKeys: 2, lua: RELEASE_SCRIPT });
       client.defineCommand('tawasulLlmCount', { numberOfKeys: 1, lua: COUNT_SCRIPT });
     }
@@ -171,6 +179,7 @@ export class LlmConcurrencyLimiter {
         this.key,
         this.waitingKey,
         this.seenKey,
+        this.lineKey,
         holderId,
         Math.ceil(ttlMs),
         this.limit,
