@@ -9,6 +9,7 @@ import { Sweeper } from '../../src/conversation/sweeper';
 import { leaseUsable, type TurnMeta } from '../../src/conversation/turn.types';
 import { chatLane, TURNS_QUEUE } from '../../src/queue/queue.constants';
 import { BotCluster } from '../utils/bot-cluster';
+import { type RespProxy, startRespProxy } from '../utils/resp-proxy';
 import { statusPayload, textPayload } from '../utils/meta-payloads';
 import { type SpawnedApp, waitUntil } from '../utils/spawn-app';
 import { startTestApp, type TestApp } from '../utils/test-app';
@@ -264,6 +265,40 @@ describe('a turn that keeps throwing', () => {
       20_000,
     );
     expect(await t.redis.hget(t.keys.lane(l), 'failures')).toBeNull();
+  }, 60_000);
+});
+
+describe('a Redis blip in the middle of a turn', () => {
+  let bot: BotCluster;
+  let proxy: RespProxy;
+
+  beforeAll(async () => {
+    const upstream = new URL(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379');
+    proxy = await startRespProxy({ host: upstream.hostname, port: Number(upstream.port || 6379) });
+    bot = await BotCluster.start({ workers: 0, env: { REDIS_URL: `redis://127.0.0.1:${proxy.port}` } });
+  });
+
+  afterAll(async () => {
+    await bot?.close();
+    await proxy?.close();
+  });
+
+  it('costs the chat about the blip, not a sweeper period: every connection cut while the LLM answers', async () => {
+    const from = '971500015400';
+    bot.llm.latencyMs = 1000;
+    expect((await bot.post(textPayload({ from, text: 'blip' }))).status).toBe(200);
+    await bot.llm.waitForRequests(1, 10_000);
+    const cutAt = Date.now();
+    // The next command of any connection (a lease renewal, the slot's release, the turn's save)
+    // is dropped and every connection to Redis dies; the app reconnects.
+    proxy.arm(1, 'before');
+    await bot.graph.waitForSends(1, 30_000);
+    const replyAfter = Date.now() - cutAt;
+    expect(proxy.cuts).toHaveLength(1);
+    await bot.waitQuiet(30_000);
+    expect(bot.sentTexts(from)).toEqual(['Echo: blip']);
+    // The LLM's remaining second, a reconnect and at most a short retry.
+    expect(replyAfter).toBeLessThan(5000);
   }, 60_000);
 });
 
