@@ -59,6 +59,19 @@ export class MetricsService {
     },
   });
 
+  /** Read at scrape time; set by whoever can answer it (PendingAgeCollector). */
+  pendingChatsSource?: () => Promise<number | undefined>;
+
+  readonly pendingChats: Gauge = new Gauge({
+    name: 'tawasul_pending_chats',
+    help: 'Chats (and status or desk lanes) with work waiting or in flight: the queue depth workers scale on',
+    registers: [this.registry],
+    collect: async () => {
+      const count = await this.pendingChatsSource?.();
+      if (count !== undefined) this.pendingChats.set(count);
+    },
+  });
+
   readonly turns = new Counter({
     name: 'tawasul_turns_total',
     help: 'Chat turns by outcome',

@@ -109,7 +109,7 @@ async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): 
 }
 
 describe('Kubernetes manifests', () => {
-  it('are namespace-less, named, and carry one ConfigMap, one Secret, two Deployments, a Service and HPAs', () => {
+  it('are namespace-less, named, and carry one ConfigMap, one Secret, two Deployments, a Service and autoscalers', () => {
     for (const doc of manifests) {
       expect(doc.apiVersion).toEqual(expect.any(String));
       expect(doc.metadata?.name).toEqual(expect.any(String));
@@ -119,10 +119,9 @@ describe('Kubernetes manifests', () => {
     expect(ofKind('Secret')).toHaveLength(1);
     expect(deployments.map(roleOf).sort()).toEqual(['receiver', 'worker']);
     expect(ofKind('Service')).toHaveLength(1);
+    // The receiver scales on CPU, the worker on its queue (KEDA: test/e2e/operations-manifests).
     expect(
-      ofKind('HorizontalPodAutoscaler')
-        .map((h) => h.spec.scaleTargetRef.name)
-        .sort(),
+      [...ofKind('HorizontalPodAutoscaler'), ...ofKind('ScaledObject')].map((h) => h.spec.scaleTargetRef.name).sort(),
     ).toEqual(deployments.map((d) => d.metadata.name).sort());
   });
 
