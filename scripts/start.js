@@ -4,10 +4,15 @@
  * `npm start`: the one-machine default (SPEC §7). Builds dist/ when it is missing or older than
  * src/, makes sure a Redis answers on 127.0.0.1:6379 (starting a private, throw-away one when that
  * is allowed and possible), then runs `node dist/main.js` with the same arguments and exit code.
+ * Once the app is up it prints a short banner on stdout (where to open it, what runs, where the
+ * data lives); SIGTERM or SIGINT to this process stops the app, then the private Redis, and it
+ * exits with the app's exit code.
  *
  * The app itself loads .env and validates it; this launcher only peeks at three variables in .env
  * (REDIS_URL, REDIS_CLUSTER_NODES, NODE_ENV) so that it never starts a private Redis that the
- * configuration rules out. Node built-ins only: it must run right after `npm ci`.
+ * configuration rules out. START_REDIS_PORT (launcher only, default 6379) moves the local Redis
+ * it looks for and starts to another port, and points the app at it: for a machine whose 6379 is
+ * taken by something else. Node built-ins only: it must run right after `npm ci`.
  */
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -19,9 +24,18 @@ const { parseEnv } = require('node:util');
 const ROOT = path.resolve(__dirname, '..');
 const REDIS_HOST = '127.0.0.1';
 const REDIS_PORT = 6379;
-const REDIS_HINT =
-  'tawasul: no Redis answers on 127.0.0.1:6379; install one (sudo apt-get install redis-server) or run ' +
-  '`docker run -p 6379:6379 redis:7`. Starting anyway: /health/ready reports 503 until Redis is up.';
+/** How long a private Redis gets to shut down on SIGTERM before it is killed. */
+const REDIS_STOP_MS = 5000;
+/** How long after 'tawasul started' the banner waits for /health/ready before it says "not ready". */
+const READY_WAIT_MS = 5000;
+
+function redisHint(port) {
+  return (
+    `tawasul: no Redis answers on 127.0.0.1:${port}; install one (sudo apt-get install redis-server) or run ` +
+    `\`docker run -p ${port}:6379 redis:7\`. Starting anyway: /health/ready reports 503 until Redis is up.`
+  );
+}
+const REDIS_HINT = redisHint(REDIS_PORT);
 
 /** Newest modification time (ms) of the files under `dir` that end up in dist/ (specs do not). */
 function newestSourceMtime(dir) {
@@ -121,13 +135,108 @@ function exitCodeOf(code, signal) {
   return number ? 128 + number : 1;
 }
 
+/** START_REDIS_PORT, or 6379; undefined (after saying why) when it is not a port number. */
+function localRedisPort(env) {
+  const raw = env.START_REDIS_PORT;
+  if (raw === undefined || raw === '') return REDIS_PORT;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    console.error(`tawasul: START_REDIS_PORT must be a port number (1-65535), not "${raw}"`);
+    return undefined;
+  }
+  return port;
+}
+
+/** Where the app can be reached from this machine: 0.0.0.0 and :: listen on loopback too. */
+function localUrl(host, port) {
+  const h = !host || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
+}
+
+/**
+ * The human banner, from the app's 'tawasul started' log fields and what this launcher did about
+ * Redis (`redis`: 'private' it started, 'found' one already running, else undefined). At most
+ * 10 lines, plain text: everything else on stdout is the app's JSON log.
+ */
+function bannerLines(started, { ready, redis } = {}) {
+  const base = localUrl(started.host, started.port);
+  const worker = started.role === 'worker';
+  const page = worker ? `${base}/health/ready` : started.bsp === 'sandbox' ? `${base}/sandbox` : `${base}/webhook`;
+  const lines = [ready ? `tawasul is ready: ${page}` : `tawasul is up but not ready (no Redis yet): ${page}`];
+  lines.push(`  role   ${started.role}`);
+  lines.push(
+    started.bsp === 'sandbox'
+      ? '  BSP    sandbox (built-in default: replies are recorded in Redis, nothing goes to WhatsApp)'
+      : `  BSP    ${started.bsp}`,
+  );
+  lines.push(
+    started.llm === 'offline'
+      ? `  LLM    offline (built-in default: the scripted receptionist of ${started.receptionistFile})`
+      : `  LLM    ${started.llm}`,
+  );
+  const where = /^rediss?:/.test(started.redis) ? started.redis : `Redis Cluster ${started.redis}`;
+  lines.push(`  Redis  ${where}, keys under {${started.redisPrefix}}`);
+  if (redis === 'private') {
+    lines.push('         a private redis-server started by npm start: memory only, nothing saved, gone when it stops');
+  } else if (redis === 'found') {
+    lines.push('         already running before npm start, which leaves it alone');
+  }
+  const also = redis === 'private' ? ', then the private Redis' : '';
+  lines.push(`  Stop   Ctrl+C, or SIGTERM to this process: stops the app${also}`);
+  return lines;
+}
+
+/** Polls GET /health/ready until 200 or the deadline; false when it never turned ready. */
+async function becomesReady(url, deadlineMs) {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      const res = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return true;
+    } catch {
+      // not listening yet, or busy: try again
+    }
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** The child that signals sent to this launcher go to: the build, then the app. */
 let current;
-/** The private redis-server, when this launcher started one: stopped whenever the launcher exits. */
+/** The private redis-server, when this launcher started one, and its working directory. */
 let privateRedis;
+let privateRedisDir;
+/** The first SIGTERM/SIGINT/SIGHUP received: from then on nothing new is started. */
+let stopSignal;
 
-function stopPrivateRedis() {
-  if (privateRedis && privateRedis.exitCode === null && privateRedis.signalCode === null) privateRedis.kill('SIGTERM');
+const running = (child) => child !== undefined && child.exitCode === null && child.signalCode === null;
+
+/** Last resort for an unexpected exit: the private Redis must not outlive the launcher. */
+function killPrivateRedisNow() {
+  if (running(privateRedis)) privateRedis.kill('SIGKILL');
+  if (privateRedisDir) fs.rmSync(privateRedisDir, { recursive: true, force: true });
+}
+
+/** SIGTERM (it keeps nothing, so it saves nothing), a bounded wait, then SIGKILL; the directory goes too. */
+async function stopPrivateRedis() {
+  const child = privateRedis;
+  if (running(child)) {
+    const gone = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), REDIS_STOP_MS);
+    await gone;
+    clearTimeout(timer);
+  }
+  privateRedis = undefined;
+  if (privateRedisDir) fs.rmSync(privateRedisDir, { recursive: true, force: true });
+  privateRedisDir = undefined;
+}
+
+/** Stops what this launcher started, then exits with `status`. */
+async function finish(status) {
+  await stopPrivateRedis();
+  process.exit(status);
 }
 
 /** Runs a child with inherited stdio; resolves with its exit status. */
@@ -143,21 +252,80 @@ function run(command, args, options = {}) {
   });
 }
 
+/**
+ * Runs the app. Its stdout passes through unchanged (JSON log lines); the launcher reads it only
+ * to spot 'tawasul started' (an info line: a quieter LOG_LEVEL means no banner), the moment to
+ * print the banner. Resolves once the app has exited and its output is drained.
+ */
+function runApp(args, env, onStarted) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'main.js'), ...args], {
+      cwd: ROOT,
+      env,
+      stdio: ['inherit', 'pipe', 'inherit'],
+    });
+    current = child;
+    let pending = '';
+    let seen = false;
+    child.stdout.on('data', (chunk) => {
+      if (!process.stdout.write(chunk)) {
+        child.stdout.pause();
+        process.stdout.once('drain', () => child.stdout.resume());
+      }
+      if (seen) return;
+      pending += chunk.toString('utf8');
+      const lines = pending.split('\n');
+      pending = lines.pop();
+      for (const line of lines) {
+        if (seen || !line.includes('"tawasul started"')) continue;
+        try {
+          const event = JSON.parse(line);
+          if (event.msg !== 'tawasul started') continue;
+          seen = true;
+          pending = '';
+          onStarted(event);
+        } catch {
+          // not a log line of ours
+        }
+      }
+      if (pending.length > 65536) pending = '';
+    });
+    child.once('error', (err) => {
+      console.error(`tawasul: could not run the app: ${err.message}`);
+      resolve(1);
+    });
+    child.once('close', (code, signal) => resolve(exitCodeOf(code, signal)));
+  });
+}
+
 async function build() {
   console.error('tawasul: building dist/ (npx nest build)…');
   const status = await run('npx', ['nest', 'build'], { shell: process.platform === 'win32' });
-  if (status !== 0) {
+  if (status !== 0 && stopSignal === undefined) {
     console.error('tawasul: the build failed; fix the errors above and run `npm start` again.');
     process.exit(status);
   }
 }
 
 /**
- * A private, throw-away Redis: no persistence, in its own process group so that Ctrl+C reaches
- * the app first (it drains against a live Redis) and the Redis is stopped after the app exits.
+ * A private, throw-away Redis: no persistence, a scratch working directory (so that even a manual
+ * SAVE writes nothing into the project), and its own process group so that Ctrl+C reaches the app
+ * first (it drains against a live Redis); the launcher stops it once the app has exited.
  */
-async function startPrivateRedis(binary) {
-  const args = ['--port', String(REDIS_PORT), '--bind', REDIS_HOST, '--save', '', '--appendonly', 'no'];
+async function startPrivateRedis(binary, port) {
+  privateRedisDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tawasul-redis-'));
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    REDIS_HOST,
+    '--dir',
+    privateRedisDir,
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+  ];
   const child = spawn(binary, [...args, '--loglevel', 'warning'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -170,54 +338,70 @@ async function startPrivateRedis(binary) {
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   const exited = new Promise((resolve) => child.once('exit', () => resolve(false)));
-  const up = await Promise.race([waitForRedis(REDIS_PORT, 5000), exited]);
+  const up = await Promise.race([waitForRedis(port, 5000), exited]);
   if (!up) {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    privateRedis = undefined;
-    console.error(`tawasul: could not start a private redis-server on 127.0.0.1:6379:\n${output.trim()}`);
+    await stopPrivateRedis();
+    console.error(`tawasul: could not start a private redis-server on 127.0.0.1:${port}:\n${output.trim()}`);
     return undefined;
   }
   console.error(
-    'tawasul: started a private redis-server on 127.0.0.1:6379 (keeps nothing on disk; stops with the app)',
+    `tawasul: started a private redis-server on 127.0.0.1:${port} (keeps nothing on disk; stops with the app)`,
   );
   child.stdout.resume();
   child.stderr.resume();
   return child;
 }
 
-async function prepareRedis() {
+/** What became of Redis: 'private' (started here), 'found' (already there) or undefined (configured, or none). */
+async function prepareRedis(port) {
   const plan = redisPlan(process.env, readDotEnv());
-  if (!plan.probeLocal || (await redisAnswers())) return undefined;
+  if (!plan.probeLocal) return undefined;
+  if (await redisAnswers(port)) return 'found';
   const binary = plan.mayStartPrivate ? findOnPath('redis-server') : undefined;
-  const child = binary ? await startPrivateRedis(binary) : undefined;
-  if (!child) console.error(REDIS_HINT);
-  return child;
+  const child = binary ? await startPrivateRedis(binary, port) : undefined;
+  if (!child) console.error(port === REDIS_PORT ? REDIS_HINT : redisHint(port));
+  return child ? 'private' : undefined;
 }
 
 /**
- * The terminal's Ctrl+C already reaches the children (same process group); a SIGTERM sent to this
- * launcher alone (a process manager) must be passed on. The app ignores a repeated signal.
+ * The terminal's Ctrl+C already reaches the children (same process group); a signal sent to this
+ * launcher alone (a process manager) must be passed on. The app ignores a repeated signal. With
+ * no child to pass it to (Redis still starting), main() stops at its next step.
  */
 function forwardSignals() {
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
     process.on(signal, () => {
-      if (current && current.exitCode === null && current.signalCode === null) current.kill(signal);
-      else process.exit(exitCodeOf(null, signal));
+      stopSignal ??= signal;
+      if (running(current)) current.kill(signal);
     });
   }
 }
 
 async function main() {
   forwardSignals();
-  process.on('exit', stopPrivateRedis);
+  process.on('exit', killPrivateRedisNow);
+  // A closed stdout (`npm start | head`) must not take the launcher, and so the cleanup, down.
+  process.stdout.on('error', () => undefined);
+  const port = localRedisPort(process.env);
+  if (port === undefined) process.exit(1);
   if (needsBuild()) await build();
-  const redis = await prepareRedis();
-  redis?.once('exit', (code, signal) => {
-    if (current && current.exitCode === null)
-      console.error(`tawasul: the private redis-server stopped (${signal || code})`);
+  if (stopSignal) return finish(exitCodeOf(null, stopSignal));
+  const redis = await prepareRedis(port);
+  if (stopSignal) return finish(exitCodeOf(null, stopSignal));
+  privateRedis?.once('exit', (code, signal) => {
+    if (running(current)) console.error(`tawasul: the private redis-server stopped (${signal || code})`);
   });
-  const status = await run(process.execPath, [path.join(ROOT, 'dist', 'main.js'), ...process.argv.slice(2)]);
-  process.exit(status);
+  const env = { ...process.env };
+  if (redis !== undefined && port !== REDIS_PORT) env.REDIS_URL = `redis://${REDIS_HOST}:${port}`;
+  const status = await runApp(process.argv.slice(2), env, (started) => {
+    const url = localUrl(started.host, started.port);
+    void becomesReady(url, READY_WAIT_MS).then((ready) => {
+      if (!running(current) || stopSignal) return;
+      const lines = bannerLines(started, { ready, redis });
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+  });
+  await finish(status);
 }
 
 module.exports = {
@@ -228,6 +412,8 @@ module.exports = {
   findOnPath,
   redisAnswers,
   exitCodeOf,
+  localRedisPort,
+  bannerLines,
   REDIS_HINT,
 };
 

@@ -1,4 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
+import { AdminModule } from './admin/admin.module';
 import { ApiModule } from './api/api.module';
 import { type AppRole } from './app-role';
 import { type AppConfig } from './config/app-config';
@@ -10,6 +11,7 @@ import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { QueueModule } from './queue/queue.module';
 import { RedisModule } from './redis/redis.module';
+import { SandboxModule } from './sandbox/sandbox.module';
 import { ClockModule } from './time/clock';
 import { WebhookModule } from './webhook/webhook.module';
 
@@ -35,6 +37,8 @@ export class AppModule {
         ConversationModule.forRole(role),
         EscalationModule.forRole(role, config),
         ApiModule.forRole(role, config),
+        AdminModule.forRole(role, config),
+        SandboxModule.forRole(role, config),
       ],
     };
   }

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { existsSync } from 'node:fs';
-import { type Server } from 'node:http';
 import { type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { type FastifyInstance } from 'fastify';
 import { AppRole, readRoleFlag } from './app-role';
 import { AppConfig } from './config/app-config';
 import { ConfigError, validateEnv } from './config/validate-env';
@@ -10,7 +10,6 @@ import { SHUTDOWN_CLOSE_LIMIT_MS } from './health/shutdown-limits';
 import { createApp } from './http/create-app';
 import { AppLogger, routeConsoleToLog } from './logging/app-logger';
 import { startManagementServer, stopManagementServer } from './metrics/management-server';
-import { MetricsService } from './metrics/metrics.service';
 import { isConnectionError } from './redis/redis-connections';
 import { RedisConnections } from './redis/redis-connections.service';
 
@@ -33,7 +32,7 @@ function loadConfig(): AppConfig {
  * flight, Redis last) and the process exits 0 — within SHUTDOWN_CLOSE_LIMIT_MS after the drain
  * whatever Redis does, so that an outage never makes a rollout wait out the whole grace period.
  */
-function handleShutdown(app: NestFastifyApplication, config: AppConfig, management?: Server): void {
+function handleShutdown(app: NestFastifyApplication, config: AppConfig, management?: FastifyInstance): void {
   const logger = app.get(AppLogger).child('lifecycle');
   let stopping = false;
   const close = async (): Promise<void> => {
@@ -96,16 +95,21 @@ async function bootstrap(): Promise<void> {
   const logger = app.get(AppLogger).child('lifecycle');
   await app.listen({ port: config.env.PORT, host: config.env.HOST });
   const managementPort = config.env.MANAGEMENT_PORT;
-  const management =
-    managementPort !== undefined ? await startManagementServer(managementPort, app.get(MetricsService)) : undefined;
+  const management = managementPort !== undefined ? await startManagementServer(managementPort, app) : undefined;
   handleShutdown(app, config, management);
+  // Also what `npm start` builds its banner from: where to reach the app and where its data lives.
   logger.info(
     {
       role: config.role,
+      host: config.env.HOST,
       port: config.env.PORT,
       managementPort,
       bsp: config.env.BSP_PROVIDER,
       llm: config.env.LLM_PROVIDER,
+      receptionistFile: config.env.LLM_PROVIDER === 'offline' ? config.env.RECEPTIONIST_FILE : undefined,
+      // Credentials stay out of logs; a cluster is named by its nodes.
+      redis: config.env.REDIS_CLUSTER_NODES ?? config.env.REDIS_URL.replace(/\/\/[^/@]*@/, '//'),
+      redisPrefix: config.env.REDIS_PREFIX,
     },
     'tawasul started',
   );

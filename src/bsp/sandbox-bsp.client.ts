@@ -24,6 +24,14 @@ export function sandboxOutboxKey(keys: RedisKeys): string {
   return `${keys.root}:sandbox:outbox`;
 }
 
+/**
+ * The channel every outbox entry is also published on, as it is recorded: the /sandbox page's
+ * stream may be served by another process than the worker that sent.
+ */
+export function sandboxEventsChannel(keys: RedisKeys): string {
+  return `${keys.root}:sandbox:events`;
+}
+
 /** One JSON entry of the sandbox outbox (read by the /sandbox page). */
 export interface SandboxOutboxEntry {
   /** The generated wamid; null for mark-read. */
@@ -38,11 +46,13 @@ export interface SandboxOutboxEntry {
 /**
  * BSP_PROVIDER=sandbox: no network. Every send (and mark-read) is recorded as JSON in a capped
  * Redis list, on the producer connection, and answered with a generated wamid, so the one-machine
- * default (SPEC §7) runs end to end and the /sandbox page can show the replies.
+ * default (SPEC §7) runs end to end; each entry is published too, so the /sandbox page shows the
+ * replies as they are sent.
  */
 export class SandboxBspClient extends BspClient {
   readonly provider = 'sandbox' as const;
   private readonly key: string;
+  private readonly channel: string;
   private readonly logger: Logger;
 
   constructor(
@@ -53,6 +63,7 @@ export class SandboxBspClient extends BspClient {
   ) {
     super();
     this.key = sandboxOutboxKey(keys);
+    this.channel = sandboxEventsChannel(keys);
     this.logger = appLogger.child('bsp');
   }
 
@@ -93,10 +104,12 @@ export class SandboxBspClient extends BspClient {
   }
 
   private async push(entry: SandboxOutboxEntry): Promise<void> {
+    const json = JSON.stringify(entry);
     const results = await this.redis
       .multi()
-      .lpush(this.key, JSON.stringify(entry))
+      .lpush(this.key, json)
       .ltrim(this.key, 0, this.cap - 1)
+      .publish(this.channel, json)
       .exec();
     const failed = results?.find(([err]) => err);
     if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');

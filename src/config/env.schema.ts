@@ -168,6 +168,35 @@ export class EnvSchema {
   @IsNotEmpty()
   LLM_HANDOFF_MARKER = '[HANDOFF]';
 
+  /** Not in SPEC §2: the clinic's declared actions (docs/actions.md); an absent default file means none. */
+  @IsNotEmpty()
+  ACTIONS_FILE = 'config/actions.json';
+
+  /** Not in SPEC §2: where the declared actions' paths are appended. Required once an action is declared. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(/^https?:\/\/[^\s?#]+$/, { message: 'must be an http(s) URL without query or fragment' })
+  CLINIC_API_BASE_URL?: string;
+
+  /** Not in SPEC §2: sent to the clinic's API as a Bearer token. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  CLINIC_API_TOKEN?: string;
+
+  /** Not in SPEC §2: accepted for an MCP source of actions, which is not built yet (docs/actions.md). */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @Matches(/^https?:\/\/\S+$/, { message: 'must be an http(s) URL' })
+  MCP_SERVER_URL?: string;
+
+  /** Not in SPEC §2: rounds of action calls in one turn before the LLM must answer without them. */
+  @Type(() => Number)
+  @IsInt({ message: 'must be a whole number between 1 and 20' })
+  @Min(1, { message: 'must be a whole number between 1 and 20' })
+  @Max(20, { message: 'must be a whole number between 1 and 20' })
+  ACTIONS_MAX_STEPS = 4;
+
   @IsNotEmpty()
   SYSTEM_PROMPT_FILE = 'config/prompts/system.md';
 
@@ -181,6 +210,9 @@ export class EnvSchema {
 
   @IsNotEmpty()
   MESSAGES_FILE = 'config/messages.json';
+
+  @IsNotEmpty()
+  RECEPTIONIST_FILE = 'config/receptionist.json';
 
   @Type(() => Number)
   @IsInt({ message: 'must be a whole number of seconds ≥ 7200' })

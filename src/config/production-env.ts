@@ -5,7 +5,13 @@ export const LOG_HASH_KEY_MIN_LENGTH = 32;
 /** Webhook secrets, the verify token and API keys: long enough that they cannot be guessed online. */
 export const SECRET_MIN_LENGTH = 16;
 
-const PEER_URLS = ['META_GRAPH_URL', 'D360_BASE_URL', 'LLM_BASE_URL', 'CHATWOOT_BASE_URL'] as const;
+const PEER_URLS = [
+  'META_GRAPH_URL',
+  'D360_BASE_URL',
+  'LLM_BASE_URL',
+  'CHATWOOT_BASE_URL',
+  'CLINIC_API_BASE_URL',
+] as const;
 const SECRETS = [
   'WHATSAPP_APP_SECRET',
   'WHATSAPP_VERIFY_TOKEN',

@@ -7,7 +7,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { Clock } from '../time/clock';
 import { type ApiMessage } from './api-message';
 import { ConversationStore } from './conversation.store';
-import { DeadLetters } from './dead-letters';
+import { apiItemOf, DeadLetters } from './dead-letters';
 import { replaceUnsentWithTemplate, templateReply } from './reengagement';
 import { ReplySender } from './reply-sender';
 import { serviceWindow } from './service-window';
@@ -99,7 +99,7 @@ export class ApiSendTurn {
     reason: 'window_closed' | 'send_permanent',
     code?: string | number,
   ): Promise<RunOutcome> {
-    await this.deadLetters.record(reason, lease.lane, { api: message.id, code });
+    await this.deadLetters.record(reason, lease.lane, { api: message.id, code }, [apiItemOf(lease.lane, message)]);
     return this.commit(lease, turn, message, 'failed');
   }
 

@@ -170,6 +170,10 @@ export class ChatTurnService {
         if (this.config.chatwootEnabled) return this.escalate(ctx, { trigger: 'exhausted', pause: true });
         turn.escalation = { trigger: 'exhausted', pause: false };
         reply = this.replyOf('canned', step.text);
+      } else if (step.escalation) {
+        // An action of unknown outcome: what the LLM told the patient goes out before the handoff text.
+        const rest = step.text.split(this.config.env.LLM_HANDOFF_MARKER).join('').trim();
+        return this.escalate(ctx, step.escalation, rest);
       } else if (step.text.includes(this.config.env.LLM_HANDOFF_MARKER)) {
         // The marker is never sent; what the LLM said besides it goes out before the handoff text.
         const rest = step.text.split(this.config.env.LLM_HANDOFF_MARKER).join('').trim();
@@ -286,10 +290,12 @@ export class ChatTurnService {
         if (closed && !turn.reengagement && turn.escalation?.trigger !== 'window_closed') {
           return (await this.closedWindow(ctx)) ?? this.deliver(ctx);
         }
-        await this.deadLetters.record(closed ? 'window_closed' : 'send_permanent', lease.lane, {
-          code: step.error.code,
-          turn: turn.id,
-        });
+        await this.deadLetters.record(
+          closed ? 'window_closed' : 'send_permanent',
+          lease.lane,
+          { code: step.error.code, turn: turn.id },
+          ctx.items,
+        );
         return this.commit(ctx, turn.reply, 'dead_lettered', closed ? { windowClosed: true } : {});
       }
       case 'done': {
@@ -340,7 +346,13 @@ export class ChatTurnService {
     if (!steps) return LOST;
     const desk = deskItems(ctx.lease.lane, steps);
     const chat = ctx.plan.numberChange ? await this.moveChat(ctx, ctx.plan.numberChange) : ctx.lease.lane;
-    const result = await this.store.finish(ctx.lease, chat, { history, state, desk });
+    // What the patient waited: from the first message reaching the receiver, debounce included.
+    const committing = Date.now();
+    const timing =
+      ctx.items.length > 0
+        ? { at: committing, ms: committing - Math.min(...ctx.items.map((item) => item.receivedAt)), outcome }
+        : undefined;
+    const result = await this.store.finish(ctx.lease, chat, { history, state, desk, timing });
     if (result !== 'lost') {
       this.metrics.turns.inc({ outcome });
       if (ctx.turn.escalation) this.metrics.escalations.inc({ trigger: ctx.turn.escalation.trigger });

@@ -6,6 +6,8 @@ import { DedupModule } from '../dedup/dedup.module';
 import { EscalationDeskModule } from '../escalation/escalation.module';
 import { LlmModule } from '../llm/llm.module';
 import { QueueModule } from '../queue/queue.module';
+import { ClinicActions } from '../actions/clinic-actions';
+import { ActionRounds } from './action-rounds';
 import { AgentTurnService } from './agent-turn.service';
 import { ApiSendTurn } from './api-send-turn';
 import { ChatTurnService } from './chat-turn.service';
@@ -40,6 +42,8 @@ export class ConversationModule {
         HandoverPlanner,
         DeskLaneService,
         LlmStep,
+        ClinicActions,
+        ActionRounds,
         ReplySender,
         StatusService,
         DeadLetters,

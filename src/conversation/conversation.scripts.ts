@@ -149,10 +149,12 @@ return 1
 
 /**
  * Commits a finished turn. KEYS: lease, lane hash, inbox, turn items, pending, history, chat state,
- * desk inbox, desk backlog, in-flight set, parked set. ARGV: fence, lane, history max, history TTL s, chat state TTL s, N, N
- * history entries, M, M desk items, desk lane, now ms, then field/value pairs for the chat state.
+ * desk inbox, desk backlog, in-flight set, parked set, turn timings. ARGV: fence, lane, history
+ * max, history TTL s, chat state TTL s, N, N history entries, M, M desk items, desk lane, now ms,
+ * timing (JSON, or '' for none), timings kept, then field/value pairs for the chat state.
  * The desk items (hand-over steps, mirrors) are queued on the chat's desk lane in the same step,
- * so a retried turn never queues them twice. Returns 0 lease lost, 1 done (lane idle), 2 more waiting.
+ * so a retried turn never queues them twice; its timing likewise. Returns 0 lease lost, 1 done
+ * (lane idle), 2 more waiting.
  */
 export const FINISH = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -168,7 +170,12 @@ if m > 0 then
   redis.call('ZADD', KEYS[5], 'NX', ARGV[9 + n + m], ARGV[8 + n + m])
   redis.call('INCRBY', KEYS[9], m)
 end
-local fields = 10 + n + m
+if ARGV[10 + n + m] ~= '' then
+  redis.call('LPUSH', KEYS[12], ARGV[10 + n + m])
+  redis.call('LTRIM', KEYS[12], 0, tonumber(ARGV[11 + n + m]) - 1)
+  redis.call('EXPIRE', KEYS[12], ARGV[4])
+end
+local fields = 12 + n + m
 if #ARGV >= fields then
   redis.call('HSET', KEYS[7], unpack(ARGV, fields, #ARGV))
   redis.call('EXPIRE', KEYS[7], ARGV[5])
@@ -249,13 +256,14 @@ return 1
 /**
  * KEYS: chat lease, chat lane hash, chat inbox, chat turn items, history, chat state, handoff,
  * desk record, desk lease, desk lane hash, desk inbox, desk turn items, pending, desk backlog,
- * in-flight set, parked set. ARGV: chat lane, desk lane. Returns 1 when the chat had anything.
+ * in-flight set, parked set, chat cost, turn timings. ARGV: chat lane, desk lane. Returns 1 when
+ * the chat had anything.
  */
 export const ERASE = `
 local found = redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[11], KEYS[12])
 local steps = redis.call('LLEN', KEYS[11]) + redis.call('LLEN', KEYS[12])
 if steps > 0 and tonumber(redis.call('DECRBY', KEYS[14], steps)) < 0 then redis.call('SET', KEYS[14], 0) end
-redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[11], KEYS[12])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[11], KEYS[12], KEYS[17], KEYS[18])
 redis.call('HDEL', KEYS[2], 'turn', 'locked', 'nb')
 redis.call('HDEL', KEYS[10], 'turn', 'locked', 'nb')
 redis.call('ZREM', KEYS[13], ARGV[1], ARGV[2])

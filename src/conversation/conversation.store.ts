@@ -15,7 +15,21 @@ export interface TurnCommit {
   state: Partial<ChatState>;
   /** Steps queued on the chat's desk lane in the same atomic commit (JSON items). */
   desk?: { lane: string; items: string[] };
+  /** How long the patient waited for this turn, kept with the chat's last turns (/sandbox shows them). */
+  timing?: TurnTiming;
 }
+
+/** One turn's timing: from the first of its messages reaching the receiver to the commit. */
+export interface TurnTiming {
+  /** Commit time, ms since epoch. */
+  at: number;
+  /** Received → committed (the reply sent), ms. */
+  ms: number;
+  outcome: string;
+}
+
+/** How many turn timings a chat keeps. */
+export const TURN_TIMINGS_KEPT = 10;
 
 /** What the desk lane knows of a chat's Chatwoot side. */
 export interface DeskRecord {
@@ -98,11 +112,11 @@ export abstract class ConversationStore {
    */
   abstract resume(chat: string): Promise<boolean>;
   /**
-   * Erases a chat (a data-subject request): history, state, hand-over, desk record, and the work
-   * waiting on its chat and desk lanes (patients' texts). The leases go too, so a worker in the
-   * middle of a turn loses its fence and writes nothing back. The fence counters stay (they must
-   * only grow), as do outbound records and the cost ledger, which hold no text. False when there
-   * was nothing to erase.
+   * Erases a chat (a data-subject request): history, state, hand-over, desk record, its running
+   * cost and turn timings, and the work waiting on its chat and desk lanes (patients' texts). The
+   * leases go too, so a worker in the middle of a turn loses its fence and writes nothing back.
+   * The fence counters stay (they must only grow), as do outbound records and the cost ledger,
+   * which hold no text. False when there was nothing to erase.
    */
   abstract erase(chat: string): Promise<boolean>;
 }

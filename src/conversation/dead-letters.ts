@@ -1,25 +1,42 @@
+import { randomUUID } from 'node:crypto';
+import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
+import { Queue } from 'bullmq';
 import { type Logger } from 'pino';
+import { type IngestItem } from '../dedup/ingest-item';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
+import { DEAD_LETTER_JOB_OPTIONS, DEAD_LETTERS_QUEUE, laneParts } from '../queue/queue.constants';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
-
-const DEAD_LETTER_CAP = 10000;
+import { type ApiMessage } from './api-message';
 
 export type DeadLetterReason =
   'llm_exhausted' | 'send_permanent' | 'send_expired' | 'window_closed' | 'config' | 'desk_step' | 'turn_failed';
 
 /**
- * Work given up, visibly (SPEC §4.3): a metric, an error log line (hashed chat, no text) and an
- * entry in a capped Redis list an operator can inspect or replay.
+ * One dead letter, the data of its job in the `dead-letters` queue: why and when, the chat, what
+ * the call site knew (codes, turn id), and the items of the turn, as they stood in the lane's
+ * inbox, so that a retry can run the turn again.
+ */
+export interface DeadLetterData extends Record<string, unknown> {
+  reason: DeadLetterReason;
+  lane: string;
+  at: number;
+  items: IngestItem[];
+}
+
+/**
+ * Work given up, visibly (SPEC §4.3): a metric, an error log line (hashed chat, no text) and a job
+ * in the `dead-letters` queue, which /admin/queues shows as failed and whose Retry re-runs the turn.
  */
 @Injectable()
 export class DeadLetters {
   private readonly logger: Logger;
 
   constructor(
+    @InjectQueue(DEAD_LETTERS_QUEUE) private readonly queue: Queue<DeadLetterData>,
     private readonly connections: RedisConnections,
     private readonly keys: RedisKeys,
     private readonly metrics: MetricsService,
@@ -29,18 +46,55 @@ export class DeadLetters {
     this.logger = appLogger.child('dead-letter');
   }
 
-  async record(reason: DeadLetterReason, lane: string, detail: Record<string, unknown> = {}): Promise<void> {
+  /** @param items the turn's items; without them the dead letter can be seen but not re-run */
+  async record(
+    reason: DeadLetterReason,
+    lane: string,
+    detail: Record<string, unknown> = {},
+    items: readonly IngestItem[] = [],
+  ): Promise<void> {
     this.metrics.deadLetters.inc({ reason });
-    this.logger.error({ reason, chat: this.hasher.hash(lane), ...detail }, 'dead-lettered');
-    const entry = JSON.stringify({ reason, lane, at: Date.now(), ...detail });
+    this.logger.error({ reason, chat: this.hasher.hash(lane), ...detail, items: items.length }, 'dead-lettered');
+    const data: DeadLetterData = { ...detail, reason, lane, at: Date.now(), items: [...items] };
     try {
-      await this.connections.worker
-        .multi()
-        .lpush(this.keys.deadLetters, entry)
-        .ltrim(this.keys.deadLetters, 0, DEAD_LETTER_CAP - 1)
-        .exec();
+      // A random id: BullMQ's counter restarts if the queue is obliterated, and the re-run mark
+      // lives in the job's hash.
+      await this.queue.add(reason, data, { ...DEAD_LETTER_JOB_OPTIONS, jobId: randomUUID() });
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'could not store dead letter');
     }
   }
+
+  /**
+   * The items of the lane's turn in flight, for a turn that failed before it could say which: read
+   * under the caller's lease. Items that cannot be read are left out (re-running them would fail
+   * again).
+   */
+  async inFlightItems(lane: string): Promise<IngestItem[]> {
+    try {
+      const raw = await this.connections.worker.lrange(this.keys.turnItems(lane), 0, -1);
+      return raw.flatMap((entry) => {
+        try {
+          const item = JSON.parse(entry) as IngestItem;
+          return item && typeof item === 'object' && typeof item.kind === 'string' ? [item] : [];
+        } catch {
+          return [];
+        }
+      });
+    } catch {
+      return [];
+    }
+  }
+}
+
+/** The item a /v1 message travelled in (see ApiMessagesService), rebuilt for its dead letter. */
+export function apiItemOf(lane: string, message: ApiMessage): IngestItem {
+  return {
+    key: `api:${message.id}`,
+    lane,
+    kind: 'api',
+    receivedAt: Date.now(),
+    phoneNumberId: laneParts(lane).phoneNumberId,
+    raw: message,
+  };
 }

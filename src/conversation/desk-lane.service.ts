@@ -67,7 +67,7 @@ export class DeskLaneService implements OnModuleInit {
         if (!(err instanceof DeskError)) throw err;
         const at = this.retryAt(err, item);
         if (at !== undefined) return deferredOrLost(await this.store.defer(lease, at), at);
-        await this.deadLetters.record('desk_step', chat, { op: (item.raw as DeskStep).op, kind: err.kind });
+        await this.deadLetters.record('desk_step', chat, { op: (item.raw as DeskStep).op, kind: err.kind }, [item]);
         done = {};
       }
       if (done === 'lost' || !(await this.store.shiftDesk(lease, chat, done.record ?? {}, done.own))) return LOST;

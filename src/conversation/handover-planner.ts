@@ -17,6 +17,8 @@ const REASONS: Record<TurnEscalation['trigger'], string> = {
   exhausted: 'the assistant could not answer (the LLM kept failing)',
   window_closed:
     "the patient's 24-hour WhatsApp window closed before the answer went out and no re-engagement template is configured: only a template or a call can reach them now",
+  action_unknown:
+    "a booking action sent to the clinic's system got no answer, so whether it was done is unknown; it was not repeated: check the clinic's system and confirm with the patient",
 };
 
 /**

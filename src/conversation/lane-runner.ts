@@ -86,7 +86,12 @@ export class LaneRunner {
       return (await this.store.defer(lease, at)) ? { kind: 'deferred', at } : { kind: 'lost' };
     }
     this.metrics.turnFailures.inc({ outcome: 'dead_lettered' });
-    await this.deadLetters.record('turn_failed', lease.lane, { failures, err: err.message.slice(0, 200) });
+    await this.deadLetters.record(
+      'turn_failed',
+      lease.lane,
+      { failures, err: err.message.slice(0, 200) },
+      await this.deadLetters.inFlightItems(lease.lane),
+    );
     const result = await this.store.finish(lease, undefined);
     if (result !== 'lost' && laneKind(lease.lane) === 'chat') await this.apologise(lease.lane);
     return result === 'lost' ? { kind: 'lost' } : { kind: 'finished', result };

@@ -16,10 +16,12 @@ import { ConversationStore } from './conversation.store';
 import { DeadLetters } from './dead-letters';
 import { OutboundRecords } from './outbound-records';
 import { deferredOrLost, LOST, type RunOutcome } from './turn-outcome';
-import { leaseUsable, type TurnMeta } from './turn.types';
+import { ActionRounds } from './action-rounds';
+import { leaseUsable, type TurnEscalation, type TurnMeta } from './turn.types';
 
 export type LlmStepResult =
-  | { kind: 'reply'; text: string }
+  /** `escalation`: an action of unknown outcome; the reply goes out, then a person takes over. */
+  | { kind: 'reply'; text: string; escalation?: TurnEscalation }
   /** LLM attempts exhausted: the apology text, used when no human desk takes the chat over. */
   | { kind: 'exhausted'; text: string }
   | { kind: 'outcome'; outcome: RunOutcome };
@@ -54,6 +56,7 @@ export class LlmStep {
     private readonly hasher: LogHasher,
     private readonly config: AppConfig,
     appLogger: AppLogger,
+    private readonly actions: ActionRounds,
   ) {
     this.logger = appLogger.child('llm-step');
   }
@@ -69,13 +72,32 @@ export class LlmStep {
     }
     try {
       if (turn.attempts === 0) this.markRead(ctx);
+      this.actions.countReused(turn);
       let request = this.request(ctx);
       for (;;) {
         // A renewal found the lease gone (or this worker stalled past it): someone else has the chat.
         if (!leaseUsable(lease)) return { kind: 'outcome', outcome: LOST };
+        // Calls stored but not run yet (this answer's, or a crashed attempt's) run before the LLM
+        // sees their results; results stored earlier are reused, never called again.
+        const settled = await this.actions.settle(lease, turn);
+        if (settled === 'lost') return { kind: 'outcome', outcome: LOST };
+        if (settled === 'down') {
+          return await this.onFailure(ctx, new LlmError('error', "the clinic's system cannot be reached"));
+        }
         try {
-          const reply = await this.llm.complete(request);
-          return { kind: 'reply', text: reply.content };
+          const tools = this.actions.tools(turn);
+          const reply = await this.llm.complete({
+            ...request,
+            messages: [...request.messages, ...this.actions.messages(turn)],
+            ...(tools && { tools }),
+          });
+          if (tools && reply.toolCalls?.length) {
+            if (!(await this.actions.begin(lease, turn, reply))) return { kind: 'outcome', outcome: LOST };
+            continue;
+          }
+          // Out of rounds, the model was asked without tools; calls alone are no answer.
+          if (reply.content === '') throw new LlmError('empty', 'LLM answered with calls only after its last round');
+          return { kind: 'reply', text: reply.content, escalation: this.actions.escalation(turn) };
         } catch (err) {
           if (!(err instanceof LlmError)) throw err;
           const trimmed = err.kind === 'context' && !turn.trimmed ? halveHistory(request) : null;
@@ -125,11 +147,12 @@ export class LlmStep {
       // With Chatwoot a human takes the turn over; without, the apology goes out and the turn is
       // given up visibly (docs/handover.md).
       if (!this.config.chatwootEnabled) {
-        await this.deadLetters.record('llm_exhausted', lease.lane, {
-          turn: turn.id,
-          kind: err.kind,
-          attempts: turn.attempts,
-        });
+        await this.deadLetters.record(
+          'llm_exhausted',
+          lease.lane,
+          { turn: turn.id, kind: err.kind, attempts: turn.attempts },
+          ctx.items,
+        );
       }
       turn.attempts = Math.max(turn.attempts, this.config.env.LLM_MAX_ATTEMPTS);
       return { kind: 'exhausted', text: this.canned.text('apology', ctx.language) };

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
 import { CostLedger } from '../costs/cost-ledger';
 import { Pricing } from '../costs/pricing';
 import { RedisConnections } from '../redis/redis-connections.service';
@@ -34,6 +35,16 @@ local r = redis.call('HMGET', KEYS[1], 'lane', 'mode', 'category', 'sentAt')
 return { r[1] or '', r[2] or '', r[3] or '', r[4] or '' }
 `;
 
+/**
+ * KEYS: record, the chat's cost counter. ARGV: micro-USD, TTL s. Adds a message's estimate to its
+ * chat's counter once: the record remembers it was counted, so a retried job adds nothing.
+ */
+const ADD_CHAT_COST = `
+if redis.call('HSETNX', KEYS[1], 'chatCounted', '1') == 1 then redis.call('INCRBY', KEYS[2], ARGV[1]) end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+`;
+
 export interface SentPart {
   wamid: string;
   lane: string;
@@ -67,16 +78,20 @@ export interface OutboundRecord {
 }
 
 type ApplyStatus = (...keysAndArgs: (string | number)[]) => Promise<[string, string, string, string] | null | -1>;
+type ChainableWithChatCost = ReturnType<RedisClient['multi']> & {
+  tsChatCost(...keysAndArgs: (string | number)[]): ReturnType<RedisClient['multi']>;
+};
 
 /**
  * What we sent and what became of it, per wamid (docs/window.md): the part ack that
  * stops a resend, the record late statuses find, and both sides of the cost ledger — the estimate
- * when Meta accepts a message, the billed price when a status brings `pricing` (once per message,
- * although Meta repeats it on `sent` and again on `delivered` or `read`).
+ * when Meta accepts a message (also added to the chat's own running estimate), the billed price
+ * when a status brings `pricing` (once per message, although Meta repeats it on `sent` and again
+ * on `delivered` or `read`).
  */
 @Injectable()
 export class OutboundRecords {
-  private readonly redis: RedisClient & { tsApplyStatus?: ApplyStatus };
+  private readonly redis: RedisClient & { tsApplyStatus?: ApplyStatus; tsChatCost?: unknown };
 
   constructor(
     connections: RedisConnections,
@@ -84,9 +99,11 @@ export class OutboundRecords {
     private readonly pricing: Pricing,
     private readonly ledger: CostLedger,
     private readonly clock: Clock,
+    private readonly config: AppConfig,
   ) {
     this.redis = connections.worker;
     if (!this.redis.tsApplyStatus) this.redis.defineCommand('tsApplyStatus', { numberOfKeys: 2, lua: APPLY_STATUS });
+    if (!this.redis.tsChatCost) this.redis.defineCommand('tsChatCost', { numberOfKeys: 2, lua: ADD_CHAT_COST });
   }
 
   /** Idempotent: a retried job records the same part again without counting it twice. */
@@ -94,18 +111,22 @@ export class OutboundRecords {
     const now = this.clock.now();
     const usd = this.pricing.estimate({ to: part.to, category: part.category, at: now, inWindow: part.inWindow });
     const record = this.keys.outbound(part.wamid);
-    await this.redis
-      .multi()
-      .set(this.keys.partAck(part.partKey), part.wamid, 'EX', RECORD_TTL_S)
-      .hset(record, {
-        lane: part.lane,
-        turn: part.turnId,
-        part: part.partKey,
-        mode: part.mode,
-        category: part.category,
-        estimateUsd: usd,
-        sentAt: now,
-      })
+    const multi = this.redis.multi().set(this.keys.partAck(part.partKey), part.wamid, 'EX', RECORD_TTL_S).hset(record, {
+      lane: part.lane,
+      turn: part.turnId,
+      part: part.partKey,
+      mode: part.mode,
+      category: part.category,
+      estimateUsd: usd,
+      sentAt: now,
+    }) as ChainableWithChatCost;
+    await multi
+      .tsChatCost(
+        record,
+        this.keys.chatCost(part.lane),
+        Math.round(usd * 1e6),
+        this.config.env.CONVERSATION_TTL_SECONDS,
+      )
       .expire(record, RECORD_TTL_S)
       .exec();
     await this.ledger.record('estimated', part.wamid, part.category, usd, now);

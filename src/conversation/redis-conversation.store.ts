@@ -6,7 +6,7 @@ import { RedisConnections } from '../redis/redis-connections.service';
 import { deskLaneOf } from '../queue/queue.constants';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-connections';
-import { ConversationStore, type DeskRecord, type TurnCommit } from './conversation.store';
+import { ConversationStore, type DeskRecord, type TurnCommit, TURN_TIMINGS_KEPT } from './conversation.store';
 import {
   ACQUIRE,
   ADMIT,
@@ -223,6 +223,7 @@ export class RedisConversationStore extends ConversationStore {
       this.keys.deskBacklog,
       this.keys.inflight,
       this.keys.parked,
+      this.keys.chatTurns(chatKey),
     ];
     const { HISTORY_MAX_MESSAGES, CONVERSATION_TTL_SECONDS } = this.config.env;
     const history = (commit?.history ?? []).map((entry) => JSON.stringify(entry));
@@ -231,6 +232,7 @@ export class RedisConversationStore extends ConversationStore {
     const args: (string | number)[] = [fence, lane, HISTORY_MAX_MESSAGES, CONVERSATION_TTL_SECONDS, stateTtl];
     const desk = commit?.desk?.items ?? [];
     args.push(history.length, ...history, desk.length, ...desk, commit?.desk?.lane ?? '', Date.now());
+    args.push(commit?.timing ? JSON.stringify(commit.timing) : '', TURN_TIMINGS_KEPT);
     args.push(...stateFields(commit?.state ?? {}));
     const result = Number(await this.run('tsFinish', keys, args));
     return result === 0 ? 'lost' : result === 2 ? 'more' : 'idle';
@@ -330,6 +332,8 @@ export class RedisConversationStore extends ConversationStore {
       this.keys.deskBacklog,
       this.keys.inflight,
       this.keys.parked,
+      this.keys.chatCost(chat),
+      this.keys.chatTurns(chat),
     ];
     return (await this.run('tsErase', keys, [chat, desk])) === 1;
   }

@@ -1,8 +1,11 @@
+import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
+import { Queue } from 'bullmq';
 import { type Logger } from 'pino';
 import { AppConfig } from '../config/app-config';
 import { WakeUpService, type WakeTarget } from '../dedup/wake-up.service';
 import { AppLogger } from '../logging/app-logger';
+import { DEAD_LETTER_RETENTION_MS, DEAD_LETTERS_QUEUE } from '../queue/queue.constants';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
 
@@ -13,15 +16,15 @@ const SWEEP_BATCH = 1000;
 const OVERDUE_MS = 2000;
 /** The full scan for lost ingest wake-ups runs every this many sweeps. */
 const FULL_SCAN_EVERY = 5;
-/** The lists that hold patients' texts are trimmed by age every this many sweeps (a minute). */
+/** What holds patients' texts is trimmed by age every this many sweeps (a minute). */
 const TRIM_EVERY = 60;
 const DAY_MS = 86_400_000;
 /**
- * How long the raw unhandled items and the dead letters are kept (besides their count caps): they
- * hold patients' texts and numbers, so they are kept only as long as an operator needs to look.
+ * How long the raw unhandled items are kept (besides their count cap): they hold patients' texts
+ * and numbers, so they are kept only as long as an operator needs to look. Dead letters: see
+ * DEAD_LETTER_RETENTION_MS.
  */
 export const UNHANDLED_RETENTION_MS = 7 * DAY_MS;
-export const DEAD_LETTER_RETENTION_MS = 30 * DAY_MS;
 const TRIM_BATCH = 1000;
 /** KEYS: list. ARGV: entry. Pops the list's oldest entry only if it is still that one. */
 const POP_IF_OLDEST = `
@@ -52,6 +55,7 @@ export class Sweeper {
     private readonly keys: RedisKeys,
     private readonly wakeUps: WakeUpService,
     private readonly config: AppConfig,
+    @InjectQueue(DEAD_LETTERS_QUEUE) private readonly deadLetters: Queue,
     appLogger: AppLogger,
   ) {
     this.logger = appLogger.child('sweeper');
@@ -85,22 +89,25 @@ export class Sweeper {
   }
 
   /**
-   * Drops entries past their retention from the oldest end of the newest-first lists. An entry
-   * without a time (written before times were kept) counts as old.
+   * Drops unhandled items past their retention from the oldest end of their newest-first list (an
+   * entry without a time, written before times were kept, counts as old), and dead letters that
+   * finished (parked, or re-run) longer than their retention ago: BullMQ's own age limit acts only
+   * when another dead letter arrives.
    */
   async trimByAge(now: number): Promise<number> {
     const redis = this.connections.worker;
+    const key = this.keys.unhandled;
     let dropped = 0;
-    for (const [key, maxAge] of [
-      [this.keys.unhandled, UNHANDLED_RETENTION_MS],
-      [this.keys.deadLetters, DEAD_LETTER_RETENTION_MS],
-    ] as const) {
-      for (let i = 0; i < TRIM_BATCH; i++) {
-        const oldest = await redis.lindex(key, -1);
-        if (oldest === null || entryTime(oldest) >= now - maxAge) break;
-        // Only that entry: the count cap may have trimmed it meanwhile.
-        if (Number(await redis.eval(POP_IF_OLDEST, 1, key, oldest)) === 1) dropped++;
-      }
+    for (let i = 0; i < TRIM_BATCH; i++) {
+      const oldest = await redis.lindex(key, -1);
+      if (oldest === null || entryTime(oldest) >= now - UNHANDLED_RETENTION_MS) break;
+      // Only that entry: the count cap may have trimmed it meanwhile.
+      if (Number(await redis.eval(POP_IF_OLDEST, 1, key, oldest)) === 1) dropped++;
+    }
+    // clean() counts back from its own clock, not from the sweep's `now`.
+    const grace = Math.max(0, DEAD_LETTER_RETENTION_MS + Date.now() - now);
+    for (const state of ['failed', 'completed'] as const) {
+      dropped += (await this.deadLetters.clean(grace, TRIM_BATCH, state)).length;
     }
     if (dropped > 0) this.logger.info({ dropped }, 'dropped unhandled items and dead letters past their retention');
     return dropped;

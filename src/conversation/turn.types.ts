@@ -85,9 +85,42 @@ export interface TurnMeta {
   reengagement?: boolean;
   /** An agent turn: which parts of the reply carry which agent message. */
   agentMessages?: AgentMessage[];
+  /**
+   * The clinic actions the LLM called in this turn, one entry per round, stored before any of them
+   * runs: a retried turn replays these rounds to the LLM instead of asking for them again.
+   */
+  toolRounds?: ToolRound[];
+  /**
+   * Each call's result, keyed `<round>.<call index>`, stored (fenced) before the turn goes on: a
+   * retried turn reuses it and never calls again (docs/actions.md).
+   */
+  toolResults?: Record<string, ToolResult>;
 }
 
-export type EscalationTriggerKind = 'keyword' | 'human_request' | 'marker' | 'exhausted' | 'window_closed';
+/** One answer of the LLM that called actions: what it said alongside (never sent) and the calls. */
+export interface ToolRound {
+  content: string;
+  calls: { id: string; name: string; arguments: string }[];
+}
+
+/**
+ * - ok: the clinic answered 2xx; error: it answered otherwise (or unusably);
+ * - invalid: the arguments broke the action's schema (or it does not exist): no request made;
+ * - timeout: no answer in time from a call without side effects;
+ * - unavailable: the clinic could not be reached (or said 502/503/504);
+ * - unknown: a side-effecting call got no answer after it was written: never repeated.
+ */
+export type ToolOutcome = 'ok' | 'error' | 'invalid' | 'timeout' | 'unavailable' | 'unknown';
+
+export interface ToolResult {
+  outcome: ToolOutcome;
+  /** What the LLM reads as the tool message (JSON text). Patient data: never logged. */
+  content: string;
+  status?: number;
+}
+
+export type EscalationTriggerKind =
+  'keyword' | 'human_request' | 'marker' | 'exhausted' | 'window_closed' | 'action_unknown';
 
 export interface TurnEscalation {
   trigger: EscalationTriggerKind;

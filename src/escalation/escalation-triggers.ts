@@ -66,18 +66,18 @@ const ARABIC_PREFIXES: ReadonlySet<string> = new Set(
 const STARTS_ARABIC = /^\p{Script=Arabic}/u;
 
 /** A keyword or phrase ready for matching: its normalised tokens. */
-interface Phrase {
+export interface Phrase {
   text: string;
   tokens: string[];
   arabic: boolean;
 }
 
-function compilePhrase(raw: string): Phrase {
+export function compilePhrase(raw: string): Phrase {
   const text = normaliseForMatch(raw);
   return { text, tokens: text.split(' '), arabic: STARTS_ARABIC.test(text) };
 }
 
-const tokensOf = (text: string): string[] => {
+export const tokensOf = (text: string): string[] => {
   const normalised = normaliseForMatch(text);
   return normalised === '' ? [] : normalised.split(' ');
 };
@@ -89,7 +89,7 @@ function headMatches(token: string, word: string, arabic: boolean): boolean {
 }
 
 /** Whether `phrase` occurs as consecutive whole tokens (its first one may carry an Arabic clitic). */
-function occursIn(phrase: Phrase, tokens: readonly string[]): boolean {
+export function occursIn(phrase: Phrase, tokens: readonly string[]): boolean {
   const [head, ...rest] = phrase.tokens;
   for (let i = 0; i + phrase.tokens.length <= tokens.length; i++) {
     if (headMatches(tokens[i], head, phrase.arabic) && rest.every((t, j) => tokens[i + 1 + j] === t)) return true;

@@ -100,3 +100,35 @@ describe('parseCompletion', () => {
     expect(failure(() => parseCompletion(data, 1)).kind).toBe(kind);
   });
 });
+
+describe('parseCompletion with tool calls', () => {
+  const body = (message: Record<string, unknown>, finish = 'tool_calls'): string =>
+    JSON.stringify({ choices: [{ message, finish_reason: finish }] });
+
+  it('accepts a reply with tool_calls and no content', () => {
+    const reply = parseCompletion(
+      body({
+        content: null,
+        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'find', arguments: '{"a":1}' } }],
+      }),
+      5,
+    );
+    expect(reply).toEqual({
+      content: '',
+      toolCalls: [{ id: 'c1', name: 'find', arguments: '{"a":1}' }],
+      finishReason: 'tool_calls',
+      latencyMs: 5,
+    });
+  });
+
+  it('makes up missing ids and serialises object arguments', () => {
+    const reply = parseCompletion(body({ tool_calls: [{ function: { name: 'find', arguments: { a: 1 } } }] }), 1);
+    expect(reply.toolCalls).toEqual([{ id: 'call_0', name: 'find', arguments: '{"a":1}' }]);
+  });
+
+  it('an empty tool_calls list is a plain reply (and without text, empty)', () => {
+    expect(() => parseCompletion(body({ content: '', tool_calls: [] }, 'stop'), 1)).toThrow(
+      'LLM answered without text',
+    );
+  });
+});

@@ -1,4 +1,4 @@
-import { LlmError, type LlmReply } from './llm.client';
+import { LlmError, type LlmReply, type LlmToolCall } from './llm.client';
 
 /**
  * vLLM's 400 for an over-long prompt, across versions: "This model's maximum context length is
@@ -71,7 +71,29 @@ export function stripThinking(content: string): string {
 
 interface CompletionChoice {
   finish_reason?: unknown;
-  message?: { content?: unknown };
+  message?: { content?: unknown; tool_calls?: unknown };
+}
+
+/**
+ * The function calls of an answer; entries without a function name are dropped (nothing to run).
+ * Missing ids are made up: the tool messages must name their call, and some servers omit them.
+ */
+export function parseToolCalls(raw: unknown): LlmToolCall[] {
+  if (!Array.isArray(raw)) return [];
+  const calls: LlmToolCall[] = [];
+  for (const entry of raw as unknown[]) {
+    const fn = (entry as { function?: { name?: unknown; arguments?: unknown } } | null)?.function;
+    if (typeof fn?.name !== 'string' || fn.name === '') continue;
+    const id = (entry as { id?: unknown }).id;
+    const args = fn.arguments;
+    calls.push({
+      id: typeof id === 'string' && id !== '' ? id : `call_${calls.length}`,
+      name: fn.name,
+      // Some servers send the arguments as an object rather than its JSON text.
+      arguments: typeof args === 'string' ? args : args === undefined ? '{}' : JSON.stringify(args),
+    });
+  }
+  return calls;
 }
 
 /** A 2xx chat-completion body as a reply, or an LlmError (truncated, empty, error). */
@@ -96,6 +118,8 @@ export function parseCompletion(data: unknown, latencyMs: number): LlmReply {
   if (finishReason === 'length') throw new LlmError('truncated', 'LLM reply hit max_tokens', { latencyMs });
   const raw = typeof choice.message?.content === 'string' ? choice.message.content : '';
   const content = stripThinking(raw).trim();
+  const toolCalls = parseToolCalls(choice.message?.tool_calls);
+  if (toolCalls.length > 0) return { content, toolCalls, finishReason, latencyMs };
   if (content === '') throw new LlmError('empty', 'LLM answered without text', { latencyMs });
   return { content, finishReason, latencyMs };
 }

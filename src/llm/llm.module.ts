@@ -8,6 +8,7 @@ import { LlmConcurrencyLimiter } from './llm-concurrency.limiter';
 import { LlmMetrics } from './llm.metrics';
 import { OfflineLlmClient } from './offline-llm.client';
 import { OpenAiLlmClient } from './openai-llm.client';
+import { loadReceptionistScript } from './receptionist-script';
 import { SystemPromptLoader } from './system-prompt.loader';
 
 /**
@@ -29,7 +30,8 @@ import { SystemPromptLoader } from './system-prompt.loader';
  *                         else: holding message once, count the attempt, back off
  *   finally { wake(await limiter.release(holder)) }   // the chats first in line for the slot
  *
- * The prompt and messages files are read when the module is built: a missing file fails start-up.
+ * The prompt and messages files (and, offline, RECEPTIONIST_FILE) are read when the module is
+ * built: a missing or broken file fails start-up.
  */
 @Module({
   providers: [
@@ -40,7 +42,7 @@ import { SystemPromptLoader } from './system-prompt.loader';
       useFactory: (config: AppConfig, metrics: LlmMetrics, logger: AppLogger): LlmClient =>
         config.env.LLM_PROVIDER === 'openai'
           ? new OpenAiLlmClient(config, metrics, logger)
-          : new OfflineLlmClient(config, metrics),
+          : new OfflineLlmClient(config, loadReceptionistScript(config.env.RECEPTIONIST_FILE), metrics),
     },
     SystemPromptLoader,
     CannedMessages,

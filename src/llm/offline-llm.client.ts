@@ -1,132 +1,317 @@
 import { type AppConfig } from '../config/app-config';
-import { hasArabicLetters, hasLetters, isolateLtr, type Language, pickLanguage } from './language';
+import { occursIn, type Phrase, tokensOf } from '../escalation/escalation-triggers';
+import { hasLetters, isolateLtr, type Language, pickLanguage } from './language';
 import { LlmClient, LlmError, type LlmMessage, type LlmReply, type LlmRequest } from './llm.client';
 import { type LlmMetrics } from './llm.metrics';
+import { fillPlaceholders } from './placeholders';
+import {
+  type FaqEntry,
+  QUESTION_KEYS,
+  type QuestionKey,
+  type ReceptionistScript,
+  type TextKey,
+} from './receptionist-script';
 
-interface Phrases {
-  greet: (clinic: string) => string;
-  askName: string;
-  askReason: (name: string) => string;
-  close: (name: string, clinic: string) => string;
-  followUp: (clinic: string) => string;
-  urgent: (phone: string) => string;
-}
+type Step = 'name' | 'reason' | 'time';
+/** What the receptionist's previous reply asked: a booking step, or whether to book at all. */
+type Asked = Step | 'offer';
 
-// The questions double as state markers: the conversation is re-read on every call, and a
-// user message right after `askName` is the name, right after `askReason` the reason.
-const PHRASES: Record<Language, Phrases> = {
-  en: {
-    greet: (clinic) => `Hello, and welcome to ${clinic}! I am the clinic's virtual assistant.`,
-    askName: 'May I have your full name, please?',
-    askReason: (name) => `Thank you, ${name}. What is the reason for your visit?`,
-    close: (name, clinic) =>
-      `Thank you, ${name}. We have noted your request, and the ${clinic} team will call you back shortly to arrange your appointment.`,
-    followUp: (clinic) => `Thank you for your message. The ${clinic} team will call you back shortly.`,
-    urgent: (phone) => `If it is urgent, you can call us on ${phone}.`,
-  },
-  ar: {
-    greet: (clinic) => `مرحباً بك في ${clinic}! أنا المساعد الافتراضي للعيادة.`,
-    askName: 'هل يمكنني معرفة اسمك الكامل من فضلك؟',
-    askReason: (name) => `شكراً لك يا ${name}. ما سبب زيارتك؟`,
-    close: (name, clinic) => `شكراً لك يا ${name}. لقد سجلنا طلبك، وسيتصل بك فريق ${clinic} قريباً لترتيب موعدك.`,
-    followUp: (clinic) => `شكراً لرسالتك. سيتصل بك فريق ${clinic} قريباً.`,
-    urgent: (phone) => `وإذا كان الأمر عاجلاً يمكنك الاتصال بنا على الرقم ${isolateLtr(phone)}.`,
-  },
+const ASKED_BY: Record<QuestionKey, Asked> = {
+  askName: 'name',
+  askReason: 'reason',
+  askTime: 'time',
+  offerBooking: 'offer',
 };
+const QUESTION_OF: Record<Step, QuestionKey> = { name: 'askName', reason: 'askReason', time: 'askTime' };
 
-const ASK_NAME = [PHRASES.en.askName, PHRASES.ar.askName];
-const ASK_REASON = ['What is the reason for your visit?', 'ما سبب زيارتك؟'];
-const CLOSED = ['will call you back shortly', 'سيتصل بك فريق'];
 // A prefix only before a space: "Imran" is a name, not "I'm ran".
-const NAME_PREFIX = /^(?:(?:my name is|my name's|i am|i'm|im|this is|it's|اسمي|إسمي|انا|أنا)\s+|name\s*:\s*)/iu;
+const NAME_PREFIX =
+  /^(?:(?:my name is|my name['’]s|i am|i['’]m|im|this is|it['’]s|اسمي|إسمي|انا|أنا)\s+|name\s*:\s*)/iu;
+const NAME_WORD_SEPARATOR = /[\s,،.!;؛]+/u;
 const MAX_NAME_CHARS = 60;
+const MAX_NAME_WORDS = 5;
+const MAX_ANSWER_CHARS = 200;
 
-interface Facts {
+interface Booking {
   name?: string;
   reason?: string;
-  /** The current message answers the name question (a name says little about the language). */
-  answeredName: boolean;
-  greeted: boolean;
-  closed: boolean;
+  time?: string;
+  /** The last booking was confirmed; asking for one again starts a new one. */
+  booked: boolean;
 }
 
-/** The name in an answer such as "My name is Sara Ali." or "اسمي أحمد"; undefined for a question or no letters. */
-export function extractName(text: string): string | undefined {
-  if (/[?؟]/.test(text)) return undefined;
-  const line = (text.split('\n').find((l) => hasLetters(l)) ?? '').trim();
-  const name = line
-    .replace(NAME_PREFIX, '')
-    .replace(/[.!،,؛;]+$/u, '')
-    .trim();
-  return hasLetters(name) ? name.slice(0, MAX_NAME_CHARS) : undefined;
+/** What the conversation so far established, read back from the history alone (the port is stateless). */
+interface State {
+  booking: Booking;
+  asked?: Asked;
+  /** The receptionist has replied before: it greets only once. */
+  spoke: boolean;
 }
 
-/** Re-derives what the conversation already established, from the messages alone (stateless). */
-function readFacts(messages: readonly LlmMessage[]): Facts {
-  const facts: Facts = { answeredName: false, greeted: false, closed: false };
-  let asked: 'name' | 'reason' | undefined;
-  for (const m of messages) {
-    if (m.role === 'system') continue;
-    if (m.role === 'assistant') {
-      facts.greeted = true;
-      asked = ASK_NAME.some((q) => m.content.includes(q)) ? 'name' : undefined;
-      if (ASK_REASON.some((q) => m.content.includes(q))) asked = 'reason';
-      if (facts.name && facts.reason && CLOSED.some((c) => m.content.includes(c))) facts.closed = true;
-      continue;
+/** One patient message read against the script's word lists. */
+interface Reading {
+  text: string;
+  faq: FaqEntry[];
+  booking: boolean;
+  question: boolean;
+  /** Nothing but greetings: "Hi", "السلام عليكم", "good morning, how are you?". */
+  greeting: boolean;
+  /** Nothing but greetings, thanks, yes and no: "ok thanks", "لا شكراً". */
+  ack: boolean;
+  thanks: boolean;
+  yes: boolean;
+  no: boolean;
+}
+
+type StepOutcome =
+  | { kind: 'answer'; value: string }
+  | { kind: 'cancel' }
+  | { kind: 'reask' }
+  | { kind: 'question' }
+  | { kind: 'not_a_name' }
+  | { kind: 'unclear' };
+
+/** Which tokens some phrase covers, so that "only greetings" can be told from "a greeting, then a request". */
+function covered(tokens: readonly string[], phrases: readonly Phrase[]): boolean[] {
+  const mask = tokens.map(() => false);
+  for (const phrase of phrases) {
+    const length = phrase.tokens.length;
+    for (let i = 0; i + length <= tokens.length; i++) {
+      if (occursIn(phrase, tokens.slice(i, i + length))) mask.fill(true, i, i + length);
     }
-    facts.answeredName = false;
-    if (asked === 'name' && !facts.name) {
-      facts.name = extractName(m.content);
-      facts.answeredName = true;
-    } else if (asked === 'reason' && !facts.reason && hasLetters(m.content)) {
-      facts.reason = m.content.trim();
-    }
-    asked = undefined;
   }
-  return facts;
+  return mask;
 }
 
-function languageOf(messages: readonly LlmMessage[], facts: Facts): Language {
-  const userTexts = messages.filter((m) => m.role === 'user').map((m) => m.content);
-  const last = userTexts[userTexts.length - 1] ?? '';
-  if (facts.answeredName && userTexts.length > 1) return pickLanguage(userTexts.slice(0, -1), pickLanguage([last]));
-  if (hasLetters(last)) return hasArabicLetters(last) ? 'ar' : 'en';
-  return pickLanguage(userTexts);
+const onlyOf = (tokens: readonly string[], phrases: readonly Phrase[]): boolean =>
+  tokens.length > 0 && covered(tokens, phrases).every(Boolean);
+
+function read(script: ReceptionistScript, text: string): Reading {
+  const { words } = script;
+  const tokens = tokensOf(text);
+  const has = (phrases: readonly Phrase[]): boolean => phrases.some((p) => occursIn(p, tokens));
+  const opensWithQuestionWord = text.split('\n').some((line) => {
+    const lineTokens = tokensOf(line);
+    return words.question.some((p) => occursIn(p, lineTokens.slice(0, p.tokens.length)));
+  });
+  return {
+    text,
+    faq: script.faq.filter((entry) => has(entry.keywords)),
+    booking: has(words.booking),
+    question: /[?؟]/.test(text) || opensWithQuestionWord,
+    greeting: onlyOf(tokens, words.greeting),
+    ack: onlyOf(tokens, [...words.greeting, ...words.thanks, ...words.yes, ...words.no]),
+    thanks: has(words.thanks),
+    yes: has(words.yes),
+    no: has(words.no),
+  };
+}
+
+/** Every word that says what a message is about; none of them is part of a name. */
+function knownWords(script: ReceptionistScript): Phrase[] {
+  return [...Object.values(script.words).flat(), ...script.faq.flatMap((entry) => entry.keywords)];
 }
 
 /**
- * LLM_PROVIDER=offline: the built-in demo receptionist. No network, deterministic (same messages,
- * same reply), bilingual: Arabic when the patient's last message has Arabic letters, else English
- * (a message that only answers the name question keeps the conversation's language). It greets
- * and asks for the name, then for the reason of the visit, then promises a call back from
- * CLINIC_NAME (with CLINIC_PHONE when set).
+ * The name in an answer to the name question ("Sara", "My name is Sara Ali.", "Hi, I'm John",
+ * "السلام عليكم، اسمي أحمد"); undefined for a question, a greeting, a request, digits or a sentence.
+ */
+export function extractName(text: string, script: ReceptionistScript): string | undefined {
+  if (/[?؟]/.test(text)) return undefined;
+  const line = (text.split('\n').find((l) => hasLetters(l)) ?? '').trim();
+  const words = line.split(NAME_WORD_SEPARATOR).filter((w) => w !== '');
+  // A greeting in front ("Hi, I'm John") is not part of the name: skip the words it covers.
+  const owners = words.flatMap((word, index) => tokensOf(word).map(() => index));
+  const greeted = covered(
+    words.flatMap((word) => tokensOf(word)),
+    [...script.words.greeting, ...script.words.thanks],
+  );
+  let start = 0;
+  while (start < words.length && owners.every((owner, i) => owner !== start || greeted[i])) start++;
+  let name = words.slice(start).join(' ');
+  for (let i = 0; i < 2; i++) name = name.replace(NAME_PREFIX, ''); // "انا اسمي أحمد"
+  name = name.replace(/[.!،,؛;:]+$/u, '').trim();
+  if (!hasLetters(name) || /\p{N}/u.test(name) || name.split(/\s+/).length > MAX_NAME_WORDS) return undefined;
+  const tokens = tokensOf(name);
+  if (knownWords(script).some((p) => occursIn(p, tokens))) return undefined;
+  return name.slice(0, MAX_NAME_CHARS);
+}
+
+/** A reason or a time as the patient wrote it, on one line and short enough to repeat back. */
+function answerText(text: string): string {
+  const oneLine = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .join(', ')
+    .replace(/[.!،,؛;]+$/u, '');
+  return oneLine.length > MAX_ANSWER_CHARS ? `${oneLine.slice(0, MAX_ANSWER_CHARS - 1)}…` : oneLine;
+}
+
+/** How a message answers the booking question it follows. Replaying the history uses the same rules. */
+function atStep(script: ReceptionistScript, step: Step, reading: Reading): StepOutcome {
+  if (reading.ack) return reading.no && !reading.yes ? { kind: 'cancel' } : { kind: 'reask' };
+  if (reading.question) return { kind: 'question' };
+  switch (step) {
+    case 'name': {
+      if (reading.booking) return { kind: 'reask' };
+      const name = extractName(reading.text, script);
+      return name === undefined ? { kind: 'not_a_name' } : { kind: 'answer', value: name };
+    }
+    case 'reason':
+      return hasLetters(reading.text) ? { kind: 'answer', value: answerText(reading.text) } : { kind: 'unclear' };
+    case 'time':
+      return /[\p{L}\p{N}]/u.test(reading.text)
+        ? { kind: 'answer', value: answerText(reading.text) }
+        : { kind: 'unclear' };
+  }
+}
+
+/** The question the reply ends with, in either language; when several appear, the last one. */
+function askedIn(script: ReceptionistScript, content: string): Asked | undefined {
+  let asked: Asked | undefined;
+  let at = -1;
+  for (const key of QUESTION_KEYS) {
+    for (const question of Object.values(script.texts[key])) {
+      const index = content.lastIndexOf(question);
+      if (index > at) {
+        at = index;
+        asked = ASKED_BY[key];
+      }
+    }
+  }
+  return asked;
+}
+
+const isStep = (asked: Asked | undefined): asked is Step => asked !== undefined && asked !== 'offer';
+
+function replay(script: ReceptionistScript, history: readonly LlmMessage[]): State {
+  const state: State = { booking: { booked: false }, spoke: false };
+  for (const m of history) {
+    // A tool round's call has no text: it asks the patient nothing.
+    if (m.role === 'assistant' && m.content.trim() !== '') {
+      state.spoke = true;
+      state.asked = askedIn(script, m.content);
+      if (isStep(state.asked) && state.booking.booked) state.booking = { name: state.booking.name, booked: false };
+    } else if (m.role === 'user') {
+      if (isStep(state.asked)) {
+        const outcome = atStep(script, state.asked, read(script, m.content));
+        if (outcome.kind === 'answer') take(state.booking, state.asked, outcome.value);
+      }
+      state.asked = undefined;
+    }
+  }
+  return state;
+}
+
+function take(booking: Booking, step: Step, value: string): void {
+  booking[step] = value;
+  if (booking.name && booking.reason && booking.time) booking.booked = true;
+}
+
+const nextStep = (booking: Booking): Step => (!booking.name ? 'name' : !booking.reason ? 'reason' : 'time');
+
+/**
+ * LLM_PROVIDER=offline: a scripted receptionist for demos without a GPU, driven by
+ * RECEPTIONIST_FILE. No network, deterministic (same messages, same reply), and stateless like a
+ * model: what the patient already gave is read back from the request's history, so the worker's
+ * holding message, retries and hand-over triggers behave exactly as with a real LLM.
+ *
+ * It answers the FAQ (matched on whole words, escalation-trigger normalisation), and books: the
+ * name, the reason, the preferred time, then a confirmation that the clinic will confirm the slot
+ * (with CLINIC_PHONE when set). A greeting, a question or a request is never taken for a name, and
+ * what it cannot place gets a plain "did not understand" with what it can do. It replies in the
+ * patient's language (pickLanguage); a name typed in the other script keeps the chat's language.
  */
 export class OfflineLlmClient extends LlmClient {
   constructor(
     private readonly config: AppConfig,
+    private readonly script: ReceptionistScript,
     private readonly metrics?: LlmMetrics,
   ) {
     super();
   }
 
   complete(request: LlmRequest): Promise<LlmReply> {
-    if (!request.messages.some((m) => m.role === 'user')) {
+    const turnIndex = request.messages.map((m) => m.role).lastIndexOf('user');
+    if (turnIndex < 0) {
       this.metrics?.observeFailure('error');
       return Promise.reject(new LlmError('error', 'offline responder needs a user message'));
     }
-    const content = this.answer(request.messages);
+    const content = this.answer(request.messages.slice(0, turnIndex), request.messages[turnIndex].content);
     this.metrics?.observeSuccess(0);
     return Promise.resolve({ content, finishReason: 'stop', latencyMs: 0 });
   }
 
-  private answer(messages: readonly LlmMessage[]): string {
-    const facts = readFacts(messages);
-    const p = PHRASES[languageOf(messages, facts)];
-    const clinic = this.config.env.CLINIC_NAME;
+  private answer(history: readonly LlmMessage[], turn: string): string {
+    const state = replay(this.script, history);
+    const reading = read(this.script, turn);
+    const asked = state.asked;
+    const outcome = isStep(asked) ? atStep(this.script, asked, reading) : undefined;
+
+    const earlier = history.filter((m) => m.role === 'user').map((m) => m.content);
+    // A name says little about the language: "Ahmed Khan" in an Arabic chat keeps it Arabic.
+    const language =
+      asked === 'name' && outcome?.kind === 'answer' && earlier.length > 0
+        ? pickLanguage(earlier, pickLanguage([turn]))
+        : pickLanguage([...earlier, turn]);
+
+    const parts =
+      isStep(asked) && outcome ? this.stepReply(state, asked, outcome, reading) : this.reply(state, reading);
+    if (!state.spoke) parts.unshift('greeting');
+    return parts.map((part) => this.text(part, language, state.booking)).join(' ');
+  }
+
+  /** The patient was answering a booking question. */
+  private stepReply(state: State, step: Step, outcome: StepOutcome, reading: Reading): Part[] {
+    const ask = QUESTION_OF[step];
+    switch (outcome.kind) {
+      case 'cancel':
+        return ['declined', 'menu'];
+      case 'reask':
+        return [ask];
+      case 'question':
+        if (reading.faq.length > 0) return [...reading.faq, ask];
+        return reading.booking ? [ask] : ['notUnderstood', ask];
+      case 'not_a_name':
+        return ['notAName', ask];
+      case 'unclear':
+        return ['notUnderstood', ask];
+      case 'answer': {
+        take(state.booking, step, outcome.value);
+        if (state.booking.booked) return this.config.env.CLINIC_PHONE ? ['confirm', 'urgent'] : ['confirm'];
+        const thanks: Part = step === 'name' ? 'thankName' : 'gotReason';
+        return [thanks, QUESTION_OF[nextStep(state.booking)]];
+      }
+    }
+  }
+
+  /** Anything else: a greeting, a question, a request to book, thanks. */
+  private reply(state: State, reading: Reading): Part[] {
+    const { booking } = state;
+    if (state.asked === 'offer' && reading.ack && reading.no) return ['declined', 'menu'];
+    if (reading.booking || (state.asked === 'offer' && reading.ack && reading.yes)) {
+      if (booking.booked) state.booking = { name: booking.name, booked: false };
+      return [...reading.faq, QUESTION_OF[nextStep(state.booking)]];
+    }
+    if (reading.faq.length > 0) return booking.booked ? reading.faq : [...reading.faq, 'offerBooking'];
+    if (reading.greeting) return ['menu'];
+    if (reading.ack) return [...(reading.thanks ? ['welcome' as const] : []), booking.booked ? 'booked' : 'menu'];
+    return ['notUnderstood', 'menu'];
+  }
+
+  private text(part: Part, language: Language, booking: Booking): string {
+    const template = typeof part === 'string' ? this.script.texts[part][language] : part.answer[language];
     const phone = this.config.env.CLINIC_PHONE;
-    if (!facts.name) return facts.greeted ? p.askName : `${p.greet(clinic)} ${p.askName}`;
-    if (!facts.reason) return p.askReason(facts.name);
-    const text = facts.closed ? p.followUp(clinic) : p.close(facts.name, clinic);
-    return phone ? `${text} ${p.urgent(phone)}` : text;
+    return fillPlaceholders(template, {
+      clinicName: this.config.env.CLINIC_NAME,
+      clinicPhone: phone && language === 'ar' ? isolateLtr(phone) : phone,
+      name: booking.name,
+      reason: booking.reason,
+      time: booking.time,
+    });
   }
 }
+
+/** A piece of a reply: a text of the script, or an FAQ answer. */
+type Part = TextKey | FaqEntry;

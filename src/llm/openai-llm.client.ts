@@ -6,7 +6,7 @@ import { type Logger } from 'pino';
 import { type AppConfig } from '../config/app-config';
 import { type AppLogger } from '../logging/app-logger';
 import { parseCompletion, classifyHttpFailure } from './completion-response';
-import { LlmClient, LlmError, type LlmReply, type LlmRequest } from './llm.client';
+import { LlmClient, LlmError, type LlmMessage, type LlmReply, type LlmRequest } from './llm.client';
 import { type LlmMetrics } from './llm.metrics';
 
 export const LLM_TEMPERATURE = 0.3;
@@ -122,11 +122,14 @@ export class OpenAiLlmClient extends LlmClient implements OnApplicationShutdown 
   private body(request: LlmRequest): Record<string, unknown> {
     const body: Record<string, unknown> = {
       model: this.config.env.LLM_MODEL,
-      messages: request.messages.map(({ role, content }) => ({ role, content })),
+      messages: request.messages.map(wireMessage),
       temperature: LLM_TEMPERATURE,
       max_tokens: LLM_MAX_TOKENS,
       stream: false,
     };
+    // tool_choice is left to its default, `auto` when tools are sent (vLLM needs
+    // --enable-auto-tool-choice and a --tool-call-parser for it: docs/actions.md).
+    if (request.tools && request.tools.length > 0) body.tools = request.tools;
     if (request.user && !LOOKS_LIKE_PHONE.test(request.user)) body.user = request.user;
     return body;
   }
@@ -141,6 +144,24 @@ export class OpenAiLlmClient extends LlmClient implements OnApplicationShutdown 
       return await this.http.post(this.url, body, { signal });
     }
   }
+}
+
+/** A port message in the chat-completions wire shape (snake_case fields, tool calls as functions). */
+function wireMessage(message: LlmMessage): Record<string, unknown> {
+  if (message.role === 'tool')
+    return { role: 'tool', tool_call_id: message.toolCallId ?? '', content: message.content };
+  if (message.role === 'assistant' && message.toolCalls && message.toolCalls.length > 0) {
+    return {
+      role: 'assistant',
+      content: message.content === '' ? null : message.content,
+      tool_calls: message.toolCalls.map((call) => ({
+        id: call.id,
+        type: 'function',
+        function: { name: call.name, arguments: call.arguments },
+      })),
+    };
+  }
+  return { role: message.role, content: message.content };
 }
 
 function isStaleSocket(err: unknown): boolean {

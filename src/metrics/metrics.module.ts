@@ -1,7 +1,23 @@
-import { type DynamicModule, Global, Module } from '@nestjs/common';
-import { MetricsController } from './metrics.controller';
+import { type DynamicModule, Global, Injectable, Module, type OnModuleInit } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { type FastifyInstance } from 'fastify';
+import { serveMetrics } from './management-server';
 import { MetricsService } from './metrics.service';
 import { PendingAgeCollector } from './pending-age.collector';
+
+/** /metrics on the app's own Fastify, for the role's public port. */
+@Injectable()
+class PublicMetrics implements OnModuleInit {
+  constructor(
+    private readonly host: HttpAdapterHost,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  onModuleInit(): void {
+    const fastify = this.host.httpAdapter?.getInstance<FastifyInstance>();
+    if (fastify) serveMetrics(fastify, this.metrics);
+  }
+}
 
 /**
  * /metrics on the main port, unless MANAGEMENT_PORT moves it (main.ts then serves the same
@@ -13,8 +29,7 @@ export class MetricsModule {
   static forRoot(options: { servePublicly: boolean }): DynamicModule {
     return {
       module: MetricsModule,
-      controllers: options.servePublicly ? [MetricsController] : [],
-      providers: [MetricsService, PendingAgeCollector],
+      providers: [MetricsService, PendingAgeCollector, ...(options.servePublicly ? [PublicMetrics] : [])],
       exports: [MetricsService],
     };
   }

@@ -200,6 +200,22 @@ export class MetricsService {
     },
   });
 
+  /** `action` is a declared action's name (or `unknown`): bounded by ACTIONS_FILE, never the model's text. */
+  readonly actions = new Counter({
+    name: 'tawasul_actions_total',
+    help: 'Clinic action calls by action and outcome (ok, error, invalid, timeout, unavailable, unknown, reused)',
+    labelNames: ['action', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly actionSeconds = new Histogram({
+    name: 'tawasul_action_seconds',
+    help: "Time of one call to the clinic's API, by action",
+    labelNames: ['action'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     for (const outcome of ['accepted', 'duplicate', 'ignored', 'unauthorized', 'invalid', 'unavailable'] as const) {

@@ -3,7 +3,7 @@ import { Module } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { QueueErrors } from './queue-errors';
-import { TURNS_QUEUE } from './queue.constants';
+import { DEAD_LETTERS_QUEUE, TURNS_QUEUE } from './queue.constants';
 
 /**
  * Queue registration for every role: receivers enqueue, workers enqueue too (re-arms, delays).
@@ -19,7 +19,7 @@ import { TURNS_QUEUE } from './queue.constants';
         prefix: config.redisKeyRoot,
       }),
     }),
-    BullModule.registerQueue({ name: TURNS_QUEUE }),
+    BullModule.registerQueue({ name: TURNS_QUEUE }, { name: DEAD_LETTERS_QUEUE }),
   ],
   providers: [QueueErrors],
   exports: [BullModule],

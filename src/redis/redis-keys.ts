@@ -117,8 +117,16 @@ export class RedisKeys {
     return `${this.root}:idem:${keyHash}`;
   }
 
-  /** Work given up visibly (capped list, newest first). */
-  get deadLetters(): string {
-    return `${this.root}:dead`;
+  /**
+   * A chat's estimated spend (integer micro-USD): what /sandbox shows per chat, where the ledger
+   * only keeps days. Kept as long as the chat's history.
+   */
+  chatCost(chat: string): string {
+    return `${this.root}:chat:${chat}:cost`;
+  }
+
+  /** A chat's last turns' timings (JSON `{at, ms, outcome}`, newest first, capped), for /sandbox. */
+  chatTurns(chat: string): string {
+    return `${this.root}:chat:${chat}:turns`;
   }
 }

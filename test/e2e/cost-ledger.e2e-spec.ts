@@ -219,8 +219,19 @@ describe('RedisCostLedger on real Redis', () => {
 });
 
 describe('CostsModule', () => {
+  /** Closed here, not by the module: a module that failed to build is not there to close them. */
+  const opened: RedisConnections[] = [];
+
+  afterAll(async () => {
+    for (const c of opened.splice(0)) await c.onApplicationShutdown();
+  });
+
   const build = (env: Record<string, string>) => {
     const config = new AppConfig(validateEnv(testEnv({ REDIS_PREFIX: uniquePrefix(), ...env })));
+    // The ledger opens its Redis connection while the module is built, so a build that fails
+    // later (a bad PRICING_FILE) would leave it open and hold the test run.
+    const connections = new RedisConnections(config, new AppLogger('silent'));
+    opened.push(connections);
     return Test.createTestingModule({
       imports: [
         AppConfigModule.forRoot(config),
@@ -229,7 +240,10 @@ describe('CostsModule', () => {
         MetricsModule.forRoot({ servePublicly: false }),
         CostsModule,
       ],
-    }).compile();
+    })
+      .overrideProvider(RedisConnections)
+      .useValue(connections)
+      .compile();
   };
 
   it('provides the shipped pricing for the configured BSP and the Redis ledger', async () => {

@@ -1,7 +1,13 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { RedisKeys } from '../../src/redis/redis-keys';
 import { freshWamid, textPayload } from '../utils/meta-payloads';
 import { signBody } from '../utils/sign';
+import { deleteKeys } from '../utils/test-app';
 import {
   type ExitInfo,
   freePort,
@@ -15,8 +21,9 @@ import {
 } from '../utils/spawn-app';
 
 /**
- * The process as operators run it: src/main.ts in a child process, exit codes, signals, stderr.
- * SPEC §1 (boot flag), §2 (config errors), §4.16 (health and shutdown), §5 (eviction policy).
+ * The process as operators run it: src/main.ts in a child process, exit codes, signals, stderr;
+ * and `npm start` (scripts/start.js) on a fresh copy of the project, as a new user runs it.
+ * SPEC §1 (boot flag), §2 (config errors), §4.16 (health and shutdown), §5 (eviction policy), §7.
  */
 
 // Every case starts a process through ts-node (seconds of CPU each): generous limits for a busy CI.
@@ -159,6 +166,28 @@ describe('configuration errors (SPEC §2)', () => {
     expect([...variables].sort()).toEqual(Object.keys(c.expected).sort());
     for (const m of named) expect(m![2]).toMatch(c.expected[m![1]]);
     expect(app.stdout()).not.toMatch(/tawasul started/);
+  });
+});
+
+describe('RECEPTIONIST_FILE at start-up (LLM_PROVIDER=offline)', () => {
+  it('a broken file stops start-up: exit 1, one line per problem naming the variable, the file and the place', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tawasul-receptionist-'));
+    const script = JSON.parse(readFileSync('config/receptionist.json', 'utf8'));
+    script.texts.menu.ar = '';
+    delete script.faq[0].answer.en;
+    const file = join(dir, 'receptionist.json');
+    writeFileSync(file, JSON.stringify(script));
+    try {
+      const app = await start({ LLM_PROVIDER: 'offline', RECEPTIONIST_FILE: file });
+      expect((await app.waitExit(60_000)).code).toBe(1);
+      const lines = app.stderr().split('\n');
+      for (const problem of ['texts.menu.ar: missing or empty', 'faq[0].answer.en: missing or empty']) {
+        expect(lines.some((l) => l.endsWith(`RECEPTIONIST_FILE: ${file}: ${problem}`))).toBe(true);
+      }
+      expect(app.stdout()).not.toMatch(/tawasul started/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -313,5 +342,190 @@ describe('Redis unreachable at start-up (SPEC §4.16)', () => {
     } finally {
       await late.stop();
     }
+  });
+});
+
+describe('npm start (scripts/start.js) on a clean checkout (SPEC §7)', () => {
+  const ROOT = resolve(__dirname, '..', '..');
+  const SHARED_REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  // What `git clone && npm ci` leaves: sources, config and scripts, node_modules; no dist/, no .env.
+  const CHECKOUT_ENTRIES = [
+    'src',
+    'config',
+    'scripts',
+    'package.json',
+    'tsconfig.json',
+    'tsconfig.build.json',
+    'nest-cli.json',
+  ];
+  let checkout: string;
+  const launched: ChildProcess[] = [];
+  const prefixes: string[] = [];
+
+  beforeAll(() => {
+    checkout = mkdtempSync(join(tmpdir(), 'tawasul-checkout-'));
+    for (const entry of CHECKOUT_ENTRIES) cpSync(join(ROOT, entry), join(checkout, entry), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules'), join(checkout, 'node_modules'), 'dir');
+  });
+
+  afterAll(async () => {
+    // Each launcher leads its own process group: a failed test takes the app and its Redis down with it.
+    for (const child of launched) {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    const redis = new Redis(SHARED_REDIS, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await redis.connect();
+      for (const prefix of prefixes) await deleteKeys(redis, `{${prefix}}`);
+    } finally {
+      redis.disconnect();
+    }
+    rmSync(checkout, { recursive: true, force: true });
+  });
+
+  interface Launch {
+    child: ChildProcess;
+    out(): string;
+    err(): string;
+    exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  }
+
+  /** Runs `command` in the checkout with a clean environment, in a process group of its own. */
+  function launch(command: string, args: string[], env: Record<string, string>): Launch {
+    const prefix = `t${process.pid}_npmstart_${prefixes.length}`;
+    prefixes.push(prefix);
+    const child = spawn(command, args, {
+      cwd: checkout,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', REDIS_PREFIX: prefix, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    launched.push(child);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+      child.once('close', (code, signal) => r({ code, signal })),
+    );
+    return { child, out: () => out, err: () => err, exited };
+  }
+
+  async function waitForBanner(run: Launch): Promise<string[]> {
+    await waitUntil('the banner', () => /^ {2}Stop /m.test(run.out()) || run.child.exitCode !== null, 100_000).catch(
+      (e: Error) => {
+        throw new Error(`${e.message}\n--- stdout ---\n${run.out()}\n--- stderr ---\n${run.err()}`);
+      },
+    );
+    const lines = run.out().split('\n');
+    const first = lines.findIndex((l) => l.startsWith('tawasul is '));
+    if (first < 0) throw new Error(`no banner\n--- stdout ---\n${run.out()}\n--- stderr ---\n${run.err()}`);
+    const last = lines.findIndex((l, i) => i > first && l.startsWith('  Stop '));
+    return lines.slice(first, last + 1);
+  }
+
+  /** The processes whose parent is `pid`, with their command lines (Linux /proc). */
+  function childrenOf(pid: number): { pid: number; cmd: string }[] {
+    const found: { pid: number; cmd: string }[] = [];
+    for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        // Field 4 is the parent; the command name before it may contain spaces and parentheses.
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        if (ppid !== pid) continue;
+        found.push({ pid: Number(entry), cmd: readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ') });
+      } catch {
+        // exited while we looked
+      }
+    }
+    return found;
+  }
+
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  const portOpen = (port: number): Promise<boolean> =>
+    new Promise((r) => {
+      const socket = connect({ host: '127.0.0.1', port });
+      socket.once('connect', () => {
+        socket.destroy();
+        r(true);
+      });
+      socket.once('error', () => r(false));
+    });
+
+  it('builds, reaches ready and prints the banner: the page, role, providers, defaults and where the data lives', async () => {
+    const port = await freePort();
+    const run = launch('npm', ['start'], { PORT: String(port) });
+    const banner = await waitForBanner(run);
+    expect(await httpStatus(`http://127.0.0.1:${port}/health/ready`)).toBe(200);
+    expect(run.err()).toContain('building dist/');
+    const prefix = prefixes[prefixes.length - 1];
+    expect(banner[0]).toBe(`tawasul is ready: http://127.0.0.1:${port}/sandbox`);
+    expect(banner.length).toBeLessThanOrEqual(10);
+    const text = banner.join('\n');
+    expect(text).toMatch(/^ {2}role +all$/m);
+    expect(text).toMatch(/^ {2}BSP +sandbox \(built-in default.*\)$/m);
+    expect(text).toMatch(
+      /^ {2}LLM +offline \(built-in default: the scripted receptionist of config\/receptionist\.json\)$/m,
+    );
+    expect(text).toContain(`Redis  redis://127.0.0.1:6379, keys under {${prefix}}`);
+    // Everything else on stdout is still the app's JSON log (and npm's own "> tawasul@… start" header).
+    const others = run
+      .out()
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('> ') && !banner.includes(l));
+    expect(others.length).toBeGreaterThan(0);
+    for (const line of others) expect(() => JSON.parse(line)).not.toThrow();
+
+    // Ctrl+C in a terminal: SIGINT to the whole foreground process group.
+    process.kill(-run.child.pid!, 'SIGINT');
+    await run.exited;
+    expect(await httpStatus(`http://127.0.0.1:${port}/health/live`)).toBe(0);
+  });
+
+  it('SIGTERM to the launcher alone stops the app and the private Redis it started, then exits 0', async () => {
+    const [port, redisPort] = [await freePort(), await freePort()];
+    // START_REDIS_PORT: the shared test Redis holds 6379, and a private Redis is what is under test.
+    const run = launch(process.execPath, ['scripts/start.js'], {
+      PORT: String(port),
+      START_REDIS_PORT: String(redisPort),
+    });
+    const banner = (await waitForBanner(run)).join('\n');
+    expect(banner).toContain(`Redis  redis://127.0.0.1:${redisPort}, keys under {`);
+    expect(banner).toContain('a private redis-server started by npm start: memory only');
+    expect(banner).toMatch(/Stop .*stops the app, then the private Redis$/m);
+
+    const launcher = run.child.pid!;
+    const children = childrenOf(launcher);
+    const app = children.find((c) => c.cmd.includes('dist/main.js'));
+    const redis = children.find((c) => c.cmd.includes('redis-server'));
+    expect({ app: !!app, redis: !!redis }).toEqual({ app: true, redis: true });
+    expect(await portOpen(redisPort)).toBe(true);
+    expect(await httpStatus(`http://127.0.0.1:${port}/health/ready`)).toBe(200);
+
+    process.kill(launcher, 'SIGTERM');
+    const exit = await Promise.race([
+      run.exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`the launcher did not exit\n${run.out()}\n${run.err()}`)), 30_000),
+      ),
+    ]);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect({ app: alive(app!.pid), redis: alive(redis!.pid) }).toEqual({ app: false, redis: false });
+    expect(await portOpen(port)).toBe(false);
+    expect(await portOpen(redisPort)).toBe(false);
+    // The app stopped cleanly, not killed: its own last log line says so.
+    expect(run.out()).toMatch(/"msg":"stopped"/);
   });
 });

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { getQueueToken } from '@nestjs/bullmq';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { type RecordedLlmRequest } from '../fakes/fake-llm.server';
@@ -7,8 +8,9 @@ import { OutboundRecords } from '../../src/conversation/outbound-records';
 import { ReplySender } from '../../src/conversation/reply-sender';
 import { Sweeper } from '../../src/conversation/sweeper';
 import { leaseUsable, type TurnMeta } from '../../src/conversation/turn.types';
-import { chatLane, TURNS_QUEUE } from '../../src/queue/queue.constants';
+import { chatLane, DEAD_LETTER_JOB_OPTIONS, DEAD_LETTERS_QUEUE, TURNS_QUEUE } from '../../src/queue/queue.constants';
 import { BotCluster } from '../utils/bot-cluster';
+import { deadLetters } from '../utils/dead-letters';
 import { type RespProxy, startRespProxy } from '../utils/resp-proxy';
 import { statusPayload, textPayload } from '../utils/meta-payloads';
 import { type SpawnedApp, waitUntil } from '../utils/spawn-app';
@@ -123,9 +125,10 @@ describe('the lease, in one process against real Redis', () => {
 
   it('unhandled items and dead letters are dropped past their retention (7 and 30 days), newer ones kept', async () => {
     const sweeper = t.app.get(Sweeper, { strict: false });
+    const dead = t.app.get<Queue>(getQueueToken(DEAD_LETTERS_QUEUE), { strict: false });
     const now = Date.now();
     const day = 86_400_000;
-    await t.redis.del(t.keys.unhandled, t.keys.deadLetters);
+    await t.redis.del(t.keys.unhandled);
     // Newest first, as the app writes them.
     await t.redis.rpush(
       t.keys.unhandled,
@@ -133,14 +136,16 @@ describe('the lease, in one process against real Redis', () => {
       JSON.stringify({ at: now - 8 * day, kind: 'payload', raw: '{}' }),
       '{"object":"written before entries had a time"}',
     );
-    await t.redis.rpush(
-      t.keys.deadLetters,
-      JSON.stringify({ reason: 'send_permanent', lane: 'c.1.2', at: now - 29 * day }),
-      JSON.stringify({ reason: 'send_permanent', lane: 'c.1.2', at: now - 31 * day }),
-    );
+    // Dead letters as the app parks them (failed), then aged: their finish time is their score.
+    const data = { reason: 'send_permanent', lane: 'c.1.2', at: now, items: [] };
+    const young = await dead.add('send_permanent', data, { ...DEAD_LETTER_JOB_OPTIONS, jobId: 'dl-young' });
+    const old = await dead.add('send_permanent', data, { ...DEAD_LETTER_JOB_OPTIONS, jobId: 'dl-old' });
+    await waitUntil('both parked', async () => (await dead.getFailedCount()) === 2, 10_000);
+    await t.redis.zadd(dead.toKey('failed'), 'XX', now - 29 * day, young.id!, now - 31 * day, old.id!);
     expect(await sweeper.trimByAge(now)).toBe(3);
     expect((await t.redis.lrange(t.keys.unhandled, 0, -1)).map((e) => JSON.parse(e).at)).toEqual([now - day]);
-    expect((await t.redis.lrange(t.keys.deadLetters, 0, -1)).map((e) => JSON.parse(e).at)).toEqual([now - 29 * day]);
+    expect((await dead.getFailed()).map((job) => job.id)).toEqual([young.id]);
+    expect(await t.redis.exists(dead.toKey(old.id!))).toBe(0);
   });
 
   it('the sweeper finds a lost wake-up behind more than a thousand lanes parked for an outage', async () => {
@@ -248,11 +253,13 @@ describe('a turn that keeps throwing', () => {
     expect((await t.postSigned(textPayload({ from, text: 'first' }))).status).toBe(200);
     await waitUntil(
       'the dead letter',
-      async () => (await t.redis.lrange(t.keys.deadLetters, 0, -1)).some((e) => JSON.parse(e).lane === l),
+      async () => (await deadLetters(t.redis, t.config.redisKeyRoot)).some((job) => job.data.lane === l),
       30_000,
     );
-    const entry = (await t.redis.lrange(t.keys.deadLetters, 0, -1)).map((e) => JSON.parse(e)).find((e) => e.lane === l);
+    const entry = (await deadLetters(t.redis, t.config.redisKeyRoot)).find((job) => job.data.lane === l)!.data;
+    // The unreadable item is left out: re-running it would only fail again.
     expect(entry).toMatchObject({ reason: 'turn_failed', failures: 5 });
+    expect(entry.items).toEqual([expect.objectContaining({ kind: 'message', lane: l })]);
     expect(await metric('tawasul_turn_failures_total{outcome="retried"}')).toBe(4);
     expect(await metric('tawasul_turn_failures_total{outcome="dead_lettered"}')).toBe(1);
     await waitUntil('the apology', async () => (await outbox()).some((e) => e.payload.to === from), 10_000);

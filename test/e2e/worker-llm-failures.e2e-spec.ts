@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type FakeLlmMode, type RecordedLlmRequest } from '../fakes/fake-llm.server';
 import { BotCluster } from '../utils/bot-cluster';
+import { deadLetters } from '../utils/dead-letters';
 import { envelope, textMessage, textPayload } from '../utils/meta-payloads';
 import { waitUntil } from '../utils/spawn-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
@@ -241,9 +242,7 @@ describe.each([
       [ESCALATED]: 2,
       [failures('error')]: 2 * MAX_ATTEMPTS,
     });
-    const dead = (await bot.redis.lrange(`${bot.receiver.config.redisKeyRoot}:dead`, 0, -1)).map(
-      (e) => JSON.parse(e) as { reason: string; lane: string },
-    );
+    const dead = (await deadLetters(bot.redis, bot.receiver.config.redisKeyRoot)).map((job) => job.data);
     for (const p of patients) {
       const lane = `c.${TEST_PHONE_NUMBER_ID}.${p.from}`;
       expect(dead.filter((d) => d.lane === lane).map((d) => d.reason)).toEqual(['llm_exhausted']);

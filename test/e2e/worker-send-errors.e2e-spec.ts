@@ -1,5 +1,6 @@
 import { type RecordedRequest } from '../fakes/fake-graph.server';
 import { BotCluster } from '../utils/bot-cluster';
+import { deadLetters } from '../utils/dead-letters';
 import { envelope, nowSeconds, textPayload } from '../utils/meta-payloads';
 import { waitUntil } from '../utils/spawn-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
@@ -45,7 +46,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const POSSIBLE_DUPLICATES = 'tawasul_possible_duplicate_sends_total';
 const DEAD_TURNS = 'tawasul_turns_total{outcome="dead_lettered"}';
 const REPLIED_TURNS = 'tawasul_turns_total{outcome="replied"}';
-const deadLetters = (reason: string): string => `tawasul_dead_letters_total{reason="${reason}"}`;
+const deadLettered = (reason: string): string => `tawasul_dead_letters_total{reason="${reason}"}`;
 
 describe.each([
   { concurrency: 50, full: true },
@@ -61,9 +62,7 @@ describe.each([
   const laneOf = (from: string): string => `c.${TEST_PHONE_NUMBER_ID}.${from}`;
   const root = (): string => bot.receiver.config.redisKeyRoot;
   const deadEntries = async (from: string): Promise<{ reason: string; code?: number | string }[]> =>
-    (await bot.redis.lrange(`${root()}:dead`, 0, -1))
-      .map((e) => JSON.parse(e) as { reason: string; lane: string; code?: number | string })
-      .filter((e) => e.lane === laneOf(from));
+    (await deadLetters(bot.redis, root())).map((job) => job.data).filter((data) => data.lane === laneOf(from));
 
   beforeAll(async () => {
     bot = await BotCluster.start({
@@ -215,7 +214,7 @@ describe.each([
 
   it('131026 (permanent): one attempt, no retry storm, dead-lettered', async () => {
     const p = patient();
-    const before = await bot.metrics([deadLetters('send_permanent'), DEAD_TURNS]);
+    const before = await bot.metrics([deadLettered('send_permanent'), DEAD_TURNS]);
     bot.graph.enqueue({ kind: 'graph-error', code: 131026, message: 'Message undeliverable' });
     await bot.post(textPayload({ from: p.from, text: p.text }));
     await bot.graph.waitForSends(1, 30_000);
@@ -226,7 +225,7 @@ describe.each([
     expect(attemptsOf(p.reply).map((a) => a.behaviour)).toEqual(['graph-error']);
     expect(bot.graph.sends()).toHaveLength(1);
     expect(bot.sentTexts(p.from)).toEqual([]);
-    expect(await bot.metricDeltas(before)).toEqual({ [deadLetters('send_permanent')]: 1, [DEAD_TURNS]: 1 });
+    expect(await bot.metricDeltas(before)).toEqual({ [deadLettered('send_permanent')]: 1, [DEAD_TURNS]: 1 });
     expect(await deadEntries(p.from)).toEqual([expect.objectContaining({ reason: 'send_permanent', code: 131026 })]);
   }, 60_000);
 
@@ -235,7 +234,7 @@ describe.each([
     const ESCALATED = 'tawasul_escalations_total{trigger="window_closed"}';
     const ESCALATED_TURNS = 'tawasul_turns_total{outcome="escalated"}';
     const FOUND = 'tawasul_window_closed_total{source="send"}';
-    const before = await bot.metrics([deadLetters('window_closed'), ESCALATED, DEAD_TURNS, ESCALATED_TURNS, FOUND]);
+    const before = await bot.metrics([deadLettered('window_closed'), ESCALATED, DEAD_TURNS, ESCALATED_TURNS, FOUND]);
     bot.graph.enqueue({ kind: 'graph-error', code: 131047, message: 'Re-engagement message' });
     await bot.post(textPayload({ from: p.from, text: p.text }));
     await bot.graph.waitForSends(1, 30_000);
@@ -244,7 +243,7 @@ describe.each([
     expect(attemptsOf(p.reply).map((a) => a.behaviour)).toEqual(['graph-error']);
     expect(bot.graph.sends()).toHaveLength(1);
     expect(await bot.metricDeltas(before)).toEqual({
-      [deadLetters('window_closed')]: 0,
+      [deadLettered('window_closed')]: 0,
       [DEAD_TURNS]: 0,
       [ESCALATED]: 1,
       [ESCALATED_TURNS]: 1,

@@ -44,6 +44,8 @@ export interface FakeLlmBehaviour {
   content?: string;
   /** Answers exactly this status and JSON body instead of a mode (other shapes, other codes). */
   raw?: { status: number; body: unknown };
+  /** Mode ok: answers these function calls (finish_reason tool_calls), with `content` or none. */
+  toolCalls?: { name: string; arguments: unknown; id?: string }[];
 }
 
 export interface ChatRequestBody {
@@ -91,6 +93,8 @@ export class FakeLlmServer {
   mode: FakeLlmMode = 'ok';
   latencyMs = 0;
   reply: (body: ChatRequestBody) => string = (body) => `Echo: ${lastUserText(body)}`;
+  /** A behaviour chosen from the request itself, when the queue is empty (tool-calling scripts). */
+  behaviourFor?: (body: ChatRequestBody) => FakeLlmBehaviour | undefined;
   readonly requests: RecordedLlmRequest[] = [];
   inFlight = 0;
   maxInFlight = 0;
@@ -135,6 +139,7 @@ export class FakeLlmServer {
     this.mode = 'ok';
     this.latencyMs = 0;
     this.reply = (body) => `Echo: ${lastUserText(body)}`;
+    this.behaviourFor = undefined;
     this.requests.length = 0;
     this.queue.length = 0;
     this.maxInFlight = this.inFlight;
@@ -192,7 +197,7 @@ export class FakeLlmServer {
       return json(res, 400, { error: { message: 'invalid JSON', type: 'BadRequestError', param: null, code: 400 } });
     }
     const socket = this.sockets.get(req.socket);
-    const behaviour = this.queue.shift() ?? {};
+    const behaviour = this.queue.shift() ?? this.behaviourFor?.(body) ?? {};
     const mode = behaviour.mode ?? this.mode;
     this.requests.push({
       body,
@@ -229,6 +234,21 @@ export class FakeLlmServer {
     const content = (): string => behaviour.content ?? this.reply(body);
     switch (mode) {
       case 'ok':
+        if (behaviour.toolCalls) {
+          const toolCalls = behaviour.toolCalls.map((call, i) => ({
+            id: call.id ?? `chatcmpl-tool-${Math.random().toString(16).slice(2, 10)}${i}`,
+            type: 'function',
+            function: {
+              name: call.name,
+              arguments: typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments),
+            },
+          }));
+          return json(
+            res,
+            200,
+            completion(body, { content: behaviour.content ?? null, tool_calls: toolCalls }, 'tool_calls'),
+          );
+        }
         return json(res, 200, completion(body, { content: content() }, 'stop'));
       case 'reasoning':
         return json(

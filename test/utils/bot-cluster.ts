@@ -4,6 +4,7 @@ import { FakeChatwootServer } from '../fakes/fake-chatwoot.server';
 import { FakeGraphServer } from '../fakes/fake-graph.server';
 import { FakeLlmServer } from '../fakes/fake-llm.server';
 import { TurnJob } from '../../src/queue/queue.constants';
+import { type PrivateRedisCluster } from './redis-cluster';
 import { killSpawnedApps, spawnApp, waitUntil, type SpawnedApp } from './spawn-app';
 import { startTestApp, type TestApp } from './test-app';
 import { uniquePrefix } from './test-env';
@@ -15,6 +16,11 @@ export interface BotClusterOptions {
   env?: Record<string, string | undefined>;
   /** Start a fake Chatwoot and configure every process for it. */
   chatwoot?: boolean;
+  /**
+   * Every process on this Redis Cluster: REDIS_URL of one node, REDIS_CLUSTER_NODES of all. `env`
+   * still wins, e.g. for a process seeded with one node only.
+   */
+  redisCluster?: Pick<PrivateRedisCluster, 'url' | 'nodes'>;
 }
 
 export const CHATWOOT_WEBHOOK_TOKEN = 'test-chatwoot-webhook-token';
@@ -38,9 +44,28 @@ export class BotCluster {
   ) {}
 
   static async start(options: BotClusterOptions = {}): Promise<BotCluster> {
+    // A failed start leaves afterAll nothing to close: what it started is closed here, or its
+    // servers and child processes would hold the test run open.
+    const started: { close(): Promise<void> }[] = [];
+    try {
+      return await BotCluster.startAll(options, started);
+    } catch (err) {
+      await killSpawnedApps();
+      await Promise.all(started.reverse().map((s) => s.close().catch(() => undefined)));
+      throw err;
+    }
+  }
+
+  private static async startAll(
+    options: BotClusterOptions,
+    started: { close(): Promise<void> }[],
+  ): Promise<BotCluster> {
     const llm = await FakeLlmServer.start();
+    started.push(llm);
     const graph = await FakeGraphServer.start();
+    started.push(graph);
     const chatwoot = options.chatwoot ? await FakeChatwootServer.start() : undefined;
+    if (chatwoot) started.push(chatwoot);
     const workers = options.workers ?? 3;
     const env: Record<string, string | undefined> = {
       REDIS_PREFIX: uniquePrefix(),
@@ -53,6 +78,10 @@ export class BotCluster {
       TURN_LEASE_MS: '3000',
       SEND_UNKNOWN_WAIT_MS: '3000',
       MARK_READ: 'false',
+      ...(options.redisCluster && {
+        REDIS_URL: options.redisCluster.url,
+        REDIS_CLUSTER_NODES: options.redisCluster.nodes,
+      }),
       ...(chatwoot && {
         CHATWOOT_BASE_URL: chatwoot.url,
         CHATWOOT_API_TOKEN: chatwoot.token,
@@ -63,8 +92,12 @@ export class BotCluster {
       ...options.env,
     };
     const receiver = await startTestApp({ ...env, APP_ROLE: workers > 0 ? 'receiver' : 'all' });
+    started.push(receiver);
     const cluster = new BotCluster(llm, graph, receiver, env, chatwoot);
-    await Promise.all(Array.from({ length: workers }, () => cluster.addWorker()));
+    // Settled, not all: a worker still starting when another failed would be spawned after the cleanup.
+    const results = await Promise.allSettled(Array.from({ length: workers }, () => cluster.addWorker()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return cluster;
   }
 
@@ -94,10 +127,11 @@ export class BotCluster {
   }
 
   get turnsQueue(): Queue {
-    this.queue ??= new Queue('turns', {
-      connection: this.receiver.redis.duplicate(),
-      prefix: this.receiver.config.redisKeyRoot,
-    });
+    if (!this.queue) {
+      // A Queue given a connection never closes it: close() disconnects it here.
+      this.queueConnection = this.receiver.redis.duplicate();
+      this.queue = new Queue('turns', { connection: this.queueConnection, prefix: this.receiver.config.redisKeyRoot });
+    }
     return this.queue;
   }
 

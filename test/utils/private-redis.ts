@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runInThisContext } from 'node:vm';
 import { Redis } from 'ioredis';
+import { killOnExit } from './kill-on-exit';
 
 const REDIS_SERVER = process.env.TEST_REDIS_SERVER ?? '/usr/bin/redis-server';
 const START_TIMEOUT_MS = 10_000;
@@ -12,6 +12,11 @@ const START_TIMEOUT_MS = 10_000;
 export interface PrivateRedisOptions {
   /** Cluster mode with every slot on this one master. */
   cluster?: boolean;
+  /**
+   * With `cluster`: false leaves the node without slots, for a caller that forms a cluster of
+   * several nodes (a node that owns every slot cannot join one).
+   */
+  assignSlots?: boolean;
   /** Extra redis-server arguments, e.g. ['--appendonly', 'yes']. */
   args?: string[];
 }
@@ -33,20 +38,8 @@ export interface PrivateRedis {
   dispose(): Promise<void>;
 }
 
-/** Every server started by this process, so that none outlives a failed test. */
+/** Every server started by this test file and still running, for killAllPrivateRedis(). */
 const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Jest hands test files a copy of `process` whose 'exit' never fires; the real one is the
-  // global of the outer context. A jest killed outright runs no hook at all: the watchdog covers it.
-  const realProcess = runInThisContext('process') as NodeJS.Process;
-  realProcess.once('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
-  });
-}
 
 /**
  * A detached shell that SIGKILLs the server once the test process is gone, even when it was
@@ -130,6 +123,7 @@ function spawnServer(port: number, dir: string, options: PrivateRedisOptions): C
   args.push(...(options.args ?? []));
   const child = spawn(REDIS_SERVER, args, { stdio: 'ignore' });
   running.add(child);
+  killOnExit(child);
   child.once('exit', () => running.delete(child));
   if (child.pid !== undefined) startWatchdog(child.pid);
   return child;
@@ -176,7 +170,6 @@ async function assignAllSlots(port: number): Promise<void> {
  * stop, freeze or reconfigure Redis (the shared one at 6379 must never be disturbed).
  */
 export async function startPrivateRedis(options: PrivateRedisOptions = {}): Promise<PrivateRedis> {
-  installExitHook();
   const dir = mkdtempSync(join(tmpdir(), 'tawasul-redis-'));
   let port = 0;
   let child: ChildProcess | undefined;
@@ -191,7 +184,8 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
   }
   if (!child) throw new Error('could not start a private redis-server');
   let current: ChildProcess = child;
-  if (options.cluster) {
+  const ownsEverySlot = options.cluster === true && options.assignSlots !== false;
+  if (ownsEverySlot) {
     try {
       await assignAllSlots(port);
     } catch (err) {
@@ -214,7 +208,7 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
     restart: async () => {
       await stop();
       current = await startOn(port, dir, options);
-      if (options.cluster) await assignAllSlots(port);
+      if (ownsEverySlot) await assignAllSlots(port);
     },
     dispose: async () => {
       await stop();

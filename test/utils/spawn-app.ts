@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
+import { killOnExit } from './kill-on-exit';
 import { deleteKeys } from './test-app';
 import { testEnv } from './test-env';
 
@@ -44,7 +45,6 @@ export interface SpawnOptions {
 }
 
 const spawned = new Set<ChildProcess>();
-let exitHookInstalled = false;
 
 /** A port nobody listens on right now (the usual small race with whoever binds it next). */
 export function freePort(): Promise<number> {
@@ -83,21 +83,11 @@ export async function httpStatus(url: string, init?: RequestInit): Promise<numbe
   }
 }
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // A failed test must not leave an app running against the shared Redis.
-  process.once('exit', () => {
-    for (const child of spawned) child.kill('SIGKILL');
-  });
-}
-
 /**
  * Starts src/main.ts as a real child process through ts-node (no build needed), with a clean
  * environment: testEnv(overrides) plus PATH and HOME only.
  */
 export async function spawnApp(options: SpawnOptions = {}): Promise<SpawnedApp> {
-  installExitHook();
   const port = options.env?.PORT ?? String(await freePort());
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(testEnv({ PORT: port, ...options.env }))) {
@@ -116,6 +106,7 @@ export async function spawnApp(options: SpawnOptions = {}): Promise<SpawnedApp> 
     },
   );
   spawned.add(child);
+  killOnExit(child);
   let out = '';
   let err = '';
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
@@ -220,7 +211,6 @@ export interface RedisServer {
  * e.g. an eviction policy. `port` lets a test bring Redis up where an app already expects it.
  */
 export async function startRedisServer(args: string[] = [], port?: number): Promise<RedisServer> {
-  installExitHook();
   const dir = mkdtempSync(join(tmpdir(), 'tawasul-spawn-redis-'));
   const p = port ?? (await freePort());
   const child = spawn(
@@ -229,6 +219,7 @@ export async function startRedisServer(args: string[] = [], port?: number): Prom
     { stdio: 'ignore' },
   );
   spawned.add(child);
+  killOnExit(child);
   child.once('exit', () => spawned.delete(child));
   const url = `redis://127.0.0.1:${p}`;
   const client = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => 50 });

@@ -5,6 +5,7 @@ import { AppConfig } from '../../src/config/app-config';
 import { validateEnv } from '../../src/config/validate-env';
 import { createApp } from '../../src/http/create-app';
 import { RedisKeys } from '../../src/redis/redis-keys';
+import { masterOfSlot } from './redis-cluster';
 import { signBody } from './sign';
 import { testEnv } from './test-env';
 
@@ -13,7 +14,10 @@ export interface TestApp {
   config: AppConfig;
   url: string;
   keys: RedisKeys;
-  /** A plain client for assertions, on the same Redis, outside the app. */
+  /**
+   * A plain client for assertions, on the same Redis, outside the app. On a Cluster it is connected
+   * to the master of the prefix's slot, which holds every key of the app.
+   */
   redis: Redis;
   /** POST /webhook with a correct signature over exactly these bytes. */
   postSigned(body: string | Record<string, unknown>, headers?: Record<string, string>): Promise<Response>;
@@ -30,7 +34,10 @@ export async function startTestApp(overrides: Record<string, string | undefined>
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.getHttpServer().address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;
-  const redis = new Redis(config.env.REDIS_URL, { lazyConnect: false, maxRetriesPerRequest: 1 });
+  const redis = await assertionClient(config).catch(async (err: unknown) => {
+    await app.close();
+    throw err;
+  });
   const keys = new RedisKeys(config.redisKeyRoot);
   return {
     app,
@@ -52,6 +59,26 @@ export async function startTestApp(overrides: Record<string, string | undefined>
       redis.disconnect();
     },
   };
+}
+
+async function assertionClient(config: AppConfig): Promise<Redis> {
+  const options = { lazyConnect: false, maxRetriesPerRequest: 1 };
+  const [seed] = config.clusterNodes;
+  if (!seed) return new Redis(config.env.REDIS_URL, options);
+  // A Cluster client would send SCAN to one arbitrary master; the slot's master has all the keys.
+  const url = new URL(config.env.REDIS_URL);
+  const credentials = {
+    username: decodeURIComponent(url.username) || undefined,
+    password: decodeURIComponent(url.password) || undefined,
+    tls: url.protocol === 'rediss:' ? {} : undefined,
+  };
+  const probe = new Redis({ ...seed, ...credentials, ...options });
+  try {
+    const slot = Number(await probe.call('CLUSTER', 'KEYSLOT', config.redisKeyRoot));
+    return new Redis({ ...(await masterOfSlot(probe, slot)), ...credentials, ...options });
+  } finally {
+    probe.disconnect();
+  }
 }
 
 /** Deletes every key under one hash-tagged prefix (SCAN, never FLUSHDB: Redis may be shared). */

@@ -1,0 +1,243 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Injectable } from '@nestjs/common';
+import { type Logger } from 'pino';
+import { AppConfig } from '../config/app-config';
+import { EnvSchema } from '../config/env.schema';
+import { type LlmTool, type LlmToolCall } from '../llm/llm.client';
+import { LlmSetupError } from '../llm/llm-setup.error';
+import { AppLogger } from '../logging/app-logger';
+import { MetricsService } from '../metrics/metrics.service';
+import { type ToolResult } from '../conversation/turn.types';
+import { type ClinicAction, parseActions, toolsOf } from './action-catalog';
+import { clinicHttp, type ClinicHttpOutcome } from './clinic-http';
+
+/** The most of a clinic's answer the LLM reads: enough for a list of slots, not a database dump. */
+export const MAX_RESULT_CHARS = 6000;
+/** Arguments longer than this are not a booking; they are refused before any parsing. */
+const MAX_ARGUMENT_CHARS = 16_000;
+
+export const UNKNOWN_OUTCOME_TEXT = 'unknown — do not repeat; tell the patient a person will confirm';
+
+/** Statuses that mean the clinic's system is down, not that it refused the request. */
+const UNAVAILABLE_STATUSES = new Set([502, 503, 504]);
+
+/** Where one call runs: the turn it belongs to, for the Idempotency-Key. */
+export interface ActionCallContext {
+  turnId: string;
+  round: number;
+  index: number;
+}
+
+/**
+ * The clinic's declared actions (ACTIONS_FILE): read and validated at start-up, offered to the LLM
+ * as tools, and run against CLINIC_API_BASE_URL. The model chooses an action and its arguments,
+ * never a URL: the target is the declared path with validated, URL-encoded values.
+ * Arguments and results are patient data: they are returned to the caller, never logged.
+ */
+@Injectable()
+export class ClinicActions {
+  private readonly actions = new Map<string, ClinicAction>();
+  private readonly base?: URL;
+  readonly tools: LlmTool[];
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly metrics: MetricsService,
+    appLogger: AppLogger,
+  ) {
+    this.logger = appLogger.child('actions');
+    const actions = loadActions(config.env);
+    for (const action of actions) this.actions.set(action.name, action);
+    this.tools = toolsOf(actions);
+    if (actions.length > 0) {
+      if (!config.env.CLINIC_API_BASE_URL) {
+        throw new LlmSetupError(
+          `CLINIC_API_BASE_URL: is required when ACTIONS_FILE (${config.env.ACTIONS_FILE}) declares actions`,
+        );
+      }
+      this.base = new URL(config.env.CLINIC_API_BASE_URL);
+    }
+  }
+
+  get enabled(): boolean {
+    return this.actions.size > 0;
+  }
+
+  /** Whether a call of this name changes something at the clinic (unknown names do not run at all). */
+  sideEffects(name: string): boolean {
+    return this.actions.get(name)?.sideEffects ?? false;
+  }
+
+  /**
+   * Runs one call: validated against its schema first (an invalid call gets an error result the
+   * LLM can correct, and no request is made), then one HTTP request. Never throws.
+   */
+  async run(call: LlmToolCall, at: ActionCallContext): Promise<ToolResult> {
+    const action = this.actions.get(call.name);
+    const label = action?.name ?? 'unknown';
+    if (!action) {
+      return this.count(
+        label,
+        invalid(`there is no action "${call.name}"; use one of: ${[...this.actions.keys()].join(', ')}`),
+      );
+    }
+    const args = parseArguments(call.arguments);
+    if (typeof args === 'string') return this.count(label, invalid(args));
+    if (!action.validate(args)) {
+      const errors = (action.validate.errors ?? [])
+        .map((e) => `${e.instancePath || '(arguments)'} ${e.message ?? 'is invalid'}`)
+        .join('; ');
+      return this.count(label, invalid(`the arguments do not match the action's parameters: ${errors}`));
+    }
+    const target = targetOf(action, args, this.base!);
+    if (typeof target === 'string') return this.count(label, invalid(target));
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (target.body !== undefined) headers['content-type'] = 'application/json';
+    if (this.config.env.CLINIC_API_TOKEN) headers.authorization = `Bearer ${this.config.env.CLINIC_API_TOKEN}`;
+    // The same key for every retry of this call, across workers: the clinic books it once.
+    if (action.sideEffects) headers['idempotency-key'] = `${at.turnId}.${at.round}.${at.index}`;
+    const started = performance.now();
+    const outcome = await clinicHttp({
+      base: this.base!,
+      method: action.method,
+      path: target.path,
+      headers,
+      body: target.body,
+      timeoutMs: action.timeoutMs,
+    });
+    const seconds = (performance.now() - started) / 1000;
+    this.metrics.actionSeconds.observe({ action: label }, seconds);
+    const result = resultOf(action, outcome);
+    this.logger.info(
+      { action: label, outcome: result.outcome, status: result.status, ms: Math.round(seconds * 1000) },
+      'clinic action',
+    );
+    return this.count(label, result);
+  }
+
+  /** A stored result used again by a retried turn: counted, not called. */
+  reused(name: string): void {
+    this.metrics.actions.inc({ action: this.actions.has(name) ? name : 'unknown', outcome: 'reused' });
+  }
+
+  private count(action: string, result: ToolResult): ToolResult {
+    this.metrics.actions.inc({ action, outcome: result.outcome });
+    return result;
+  }
+}
+
+/** ACTIONS_FILE read once; the default file may be absent (no actions), a file named explicitly not. */
+function loadActions(env: EnvSchema): ClinicAction[] {
+  const file = env.ACTIONS_FILE;
+  const path = resolve(file);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && file === new EnvSchema().ACTIONS_FILE) return [];
+    throw new LlmSetupError(`ACTIONS_FILE: cannot read ${file} (${path}): ${code ?? (err as Error).message}`);
+  }
+  const { actions, problems } = parseActions(json);
+  if (problems.length > 0) throw new LlmSetupError(problems.map((p) => `ACTIONS_FILE: ${file}: ${p}`).join('\n'));
+  return actions;
+}
+
+function invalid(error: string): ToolResult {
+  return { outcome: 'invalid', content: JSON.stringify({ ok: false, error }) };
+}
+
+function parseArguments(raw: string): Record<string, unknown> | string {
+  if (raw.length > MAX_ARGUMENT_CHARS) return 'the arguments are too long';
+  let args: unknown;
+  try {
+    args = JSON.parse(raw.trim() === '' ? '{}' : raw);
+  } catch {
+    return 'the arguments are not valid JSON';
+  }
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return 'the arguments must be a JSON object';
+  return args as Record<string, unknown>;
+}
+
+/**
+ * The request target from the declared path and validated arguments: placeholders take
+ * encodeURIComponent values (`/`, `?`, `#` cannot leave their segment), and a value that is a dot
+ * segment (`.`, `..`, which URL resolution would climb) or empty is refused. Path parameters are
+ * not repeated in the query or body.
+ */
+export function targetOf(
+  action: ClinicAction,
+  args: Record<string, unknown>,
+  base: URL,
+): { path: string; body?: string } | string {
+  let path = action.path;
+  for (const param of action.pathParams) {
+    const value = String(args[param]);
+    if (value === '' || value === '.' || value === '..') return `"${param}" is not a valid value`;
+    path = path.split(`{${param}}`).join(encodeURIComponent(value));
+  }
+  const rest = Object.fromEntries(Object.entries(args).filter(([k]) => !action.pathParams.includes(k)));
+  const prefix = base.pathname.replace(/\/+$/, '');
+  const full = `${prefix}${path}`;
+  if (action.method === 'GET' || action.method === 'DELETE') {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(rest)) {
+      for (const v of Array.isArray(value) ? value : [value]) {
+        if (v === undefined || v === null) continue;
+        query.append(key, typeof v === 'object' ? JSON.stringify(v) : String(v));
+      }
+    }
+    const qs = query.toString();
+    return { path: qs ? `${full}?${qs}` : full };
+  }
+  return { path: full, body: JSON.stringify(rest) };
+}
+
+function resultOf(action: ClinicAction, outcome: ClinicHttpOutcome): ToolResult {
+  if (outcome.kind === 'failed') {
+    if (action.sideEffects && outcome.written) {
+      return { outcome: 'unknown', content: JSON.stringify({ ok: false, outcome: UNKNOWN_OUTCOME_TEXT }) };
+    }
+    if (outcome.timedOut) {
+      return {
+        outcome: 'timeout',
+        content: JSON.stringify({ ok: false, error: "the clinic's system did not answer in time" }),
+      };
+    }
+    return {
+      outcome: 'unavailable',
+      content: JSON.stringify({ ok: false, error: "the clinic's system cannot be reached right now" }),
+    };
+  }
+  const { status } = outcome;
+  const body = parseBody(outcome.body);
+  if (status >= 200 && status < 300) {
+    return { outcome: 'ok', status, content: capped({ ok: true, status, result: body }) };
+  }
+  if (UNAVAILABLE_STATUSES.has(status)) {
+    return {
+      outcome: 'unavailable',
+      status,
+      content: JSON.stringify({ ok: false, status, error: "the clinic's system is unavailable right now" }),
+    };
+  }
+  return { outcome: 'error', status, content: capped({ ok: false, status, error: body }) };
+}
+
+function parseBody(text: string): unknown {
+  if (text.trim() === '') return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text.slice(0, MAX_RESULT_CHARS);
+  }
+}
+
+/** The result as JSON text the LLM reads, cut (and said so) when the clinic answered too much. */
+function capped(value: Record<string, unknown>): string {
+  const text = JSON.stringify(value);
+  if (text.length <= MAX_RESULT_CHARS) return text;
+  return JSON.stringify({ ...value, result: undefined, error: undefined, truncated: text.slice(0, MAX_RESULT_CHARS) });
+}

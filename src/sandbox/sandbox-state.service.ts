@@ -1,0 +1,80 @@
+import { Injectable } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { type TurnTiming } from '../conversation/conversation.store';
+import { ConversationStore } from '../conversation/conversation.store';
+import { serviceWindow } from '../conversation/service-window';
+import { chatLane } from '../queue/queue.constants';
+import { RedisConnections } from '../redis/redis-connections.service';
+import { waitReady } from '../redis/redis-connections';
+import { RedisKeys } from '../redis/redis-keys';
+import { Clock } from '../time/clock';
+
+/** What the page's side panel shows of one chat. */
+export interface SandboxChatState {
+  waId: string;
+  window: { open: boolean; closesAt: string | null };
+  handoff: { state: 'bot' | 'human'; since: string | null };
+  language: string | null;
+  name: string | null;
+  /** Estimated spend on this chat's messages so far, USD. */
+  costUsd: number;
+  /** The last turns, newest first: when each committed and how long the patient waited. */
+  turns: { at: string; ms: number; outcome: string }[];
+  history: { role: string; text: string; at: string }[];
+}
+
+const iso = (ms: number | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
+
+/** Reads and resumes chats of the deployment's own number for the page. */
+@Injectable()
+export class SandboxState {
+  constructor(
+    private readonly store: ConversationStore,
+    private readonly connections: RedisConnections,
+    private readonly keys: RedisKeys,
+    private readonly clock: Clock,
+    private readonly config: AppConfig,
+  ) {}
+
+  async read(waId: string): Promise<SandboxChatState> {
+    const lane = this.laneOf(waId);
+    await this.ready();
+    const redis = this.connections.ingest;
+    const [chat, micros, timings] = await Promise.all([
+      this.store.readChat(lane),
+      redis.get(this.keys.chatCost(lane)),
+      redis.lrange(this.keys.chatTurns(lane), 0, -1),
+    ]);
+    const { state, history, handoff } = chat;
+    const window = serviceWindow(state.lastInboundTs, this.clock.now());
+    return {
+      waId,
+      window: { open: window.open, closesAt: iso(window.closesAt) },
+      handoff: { state: handoff.state, since: handoff.state === 'human' ? iso(handoff.since) : null },
+      language: state.language ?? null,
+      name: state.name ?? null,
+      costUsd: Math.round(Number(micros) || 0) / 1e6,
+      turns: timings.map((raw) => {
+        const t = JSON.parse(raw) as TurnTiming;
+        return { at: new Date(t.at).toISOString(), ms: t.ms, outcome: t.outcome };
+      }),
+      history: history.map((entry) => ({ role: entry.role, text: entry.text, at: new Date(entry.at).toISOString() })),
+    };
+  }
+
+  /** Hands the chat back to the bot (the "resolve" a human would do in Chatwoot). */
+  async resume(waId: string): Promise<boolean> {
+    await this.ready();
+    return this.store.resume(this.laneOf(waId));
+  }
+
+  private laneOf(waId: string): string {
+    return chatLane(this.config.phoneNumberId, waId);
+  }
+
+  /** The ingest connection has no offline queue: the first request after start-up waits for it. */
+  private async ready(): Promise<void> {
+    const client = this.connections.ingest;
+    if (client.status !== 'ready') await waitReady(client, this.config.env.INGEST_TIMEOUT_MS);
+  }
+}

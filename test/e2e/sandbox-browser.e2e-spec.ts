@@ -1,0 +1,236 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { sandboxOutboxKey, type SandboxOutboxEntry } from '../../src/bsp/sandbox-bsp.client';
+import { waitUntil } from '../utils/spawn-app';
+import { startTestApp, type TestApp } from '../utils/test-app';
+
+/**
+ * The /sandbox page in a real browser (Debian's Chromium through playwright-core), against the
+ * whole app (role `all`, sandbox BSP, offline LLM): what the patient types goes through POST
+ * /webhook, the queue and a worker, and the replies come back on the event stream. Screenshots go
+ * to test/artifacts/; docs/images/sandbox.png (the README's) is written when missing or with
+ * UPDATE_DOCS_SCREENSHOT=1, so a test run does not rewrite a tracked file.
+ */
+
+// What the functions handed to the page use: they run in Chromium, and the tsconfig has no DOM library.
+declare const document: any;
+declare const window: any;
+declare function getComputedStyle(element: unknown): { direction: string };
+
+const ROOT = resolve(__dirname, '..', '..');
+const ARTIFACTS = join(ROOT, 'test', 'artifacts');
+const DOCS_SCREENSHOT = join(ROOT, 'docs', 'images', 'sandbox.png');
+const CHROMIUM = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find(
+  (path): path is string => Boolean(path && existsSync(path)),
+);
+const SKIP_REASON = 'no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM_PATH)';
+if (!CHROMIUM) console.warn(`sandbox-browser.e2e-spec: skipped: ${SKIP_REASON}`);
+const describeInBrowser = CHROMIUM ? describe : describe.skip;
+
+const ME = '971500000001';
+const OTHER = '971500000009';
+
+describeInBrowser(`the /sandbox page in Chromium${CHROMIUM ? '' : ` (skipped: ${SKIP_REASON})`}`, () => {
+  let t: TestApp;
+  let browser: Browser;
+  let page: Page;
+  const dialogs: string[] = [];
+  const problems: string[] = [];
+
+  const count = (selector: string): Promise<number> => page.locator(selector).count();
+  const replies = (): Promise<number> => count('.bubble.in');
+  const waitForReplies = (n: number): Promise<unknown> =>
+    page.waitForFunction((want) => document.querySelectorAll('.bubble.in').length >= want, n, { timeout: 20_000 });
+  const send = async (text: string): Promise<void> => {
+    await page.fill('#text', text);
+    await page.press('#text', 'Enter');
+  };
+  const sendsTo = async (to: string): Promise<SandboxOutboxEntry[]> =>
+    (await t.redis.lrange(sandboxOutboxKey(t.keys), 0, -1))
+      .map((raw) => JSON.parse(raw) as SandboxOutboxEntry)
+      .filter((e) => e.operation !== 'read' && e.payload.to === to);
+  const duplicates = async (): Promise<number> => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('tawasul_webhook_items_total{result="duplicate"}'));
+    return line ? Number(line.split(' ').pop()) : 0;
+  };
+  const shot = async (name: string): Promise<void> => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, name) });
+  };
+
+  beforeAll(async () => {
+    t = await startTestApp({
+      BSP_PROVIDER: 'sandbox',
+      WHATSAPP_APP_SECRET: undefined,
+      WHATSAPP_VERIFY_TOKEN: undefined,
+      WHATSAPP_PHONE_NUMBER_ID: undefined,
+      META_ACCESS_TOKEN: undefined,
+      LLM_PROVIDER: 'offline',
+      TURN_DEBOUNCE_MS: '0',
+    });
+    // Root in CI: Chromium's own sandbox needs user namespaces a container may not have.
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+      locale: 'en-US',
+      timezoneId: 'Asia/Dubai',
+    });
+    page = await context.newPage();
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await t?.close();
+  });
+
+  it('opens with the stream ready, the number and the empty chat state', async () => {
+    const res = await page.goto(`${t.url}/sandbox`);
+    expect(res?.status()).toBe(200);
+    await page.waitForSelector('#text:not([disabled])', { timeout: 15_000 });
+    expect(await page.inputValue('#wa-id')).toBe(ME);
+    expect(await page.textContent('#clinic-name')).toBe(t.config.env.CLINIC_NAME);
+    expect(await page.textContent('#st-window')).toContain('not opened');
+    expect(await page.getAttribute('#text', 'dir')).toBe('auto');
+  });
+
+  it('a message in English and one in Arabic each get a reply, shown as it is sent', async () => {
+    await send('Hello, I would like to book an appointment');
+    await waitForReplies(1);
+    await send('My name is Sara Ali');
+    await waitForReplies(2);
+    await send('أريد حجز موعد مع طبيب الأسنان غداً، من فضلك');
+    await waitForReplies(3);
+    expect(await replies()).toBe(3);
+    expect(await sendsTo(ME)).toHaveLength(3);
+
+    const bubbles = page.locator('.bubble.out .text');
+    const arabic = bubbles.nth(2);
+    expect(await arabic.getAttribute('dir')).toBe('auto');
+    expect(await arabic.evaluate((el) => getComputedStyle(el).direction)).toBe('rtl');
+    expect(await bubbles.nth(0).evaluate((el) => getComputedStyle(el).direction)).toBe('ltr');
+    // Every reply bubble holds the text the sandbox BSP recorded, in order.
+    const recorded = (await sendsTo(ME)).reverse().map((e) => (e.payload.text as { body: string }).body);
+    expect(await page.locator('.bubble.in .text').allTextContents()).toEqual(recorded);
+  });
+
+  it("the bot's read receipts turn the patient's ticks blue, and the page's statuses tick the bot's messages", async () => {
+    await page.waitForFunction(() => document.querySelectorAll('.bubble.out .ticks.read').length === 3, null, {
+      timeout: 10_000,
+    });
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.bubble.in')].every((b: any) => b.dataset.status === 'read'),
+      null,
+      { timeout: 10_000 },
+    );
+    // The statuses went through the status lanes: every reply's record is read.
+    const ids = (await sendsTo(ME)).map((e) => e.id!);
+    await waitUntil(
+      'the records to be read',
+      async () => {
+        const statuses = await Promise.all(ids.map((id) => t.redis.hget(t.keys.outbound(id), 'status')));
+        return statuses.every((s) => s === 'read');
+      },
+      10_000,
+    );
+  });
+
+  it('a duplicate delivery gets no second reply', async () => {
+    const before = await duplicates();
+    await page.click('#act-duplicate');
+    await page.waitForSelector('.chip.duplicate');
+    await waitUntil('the duplicate to be counted', async () => (await duplicates()) === before + 1, 10_000);
+    await page.waitForTimeout(1500);
+    expect(await replies()).toBe(3);
+    expect(await sendsTo(ME)).toHaveLength(3);
+  });
+
+  it('the side panel shows the open window, the bot in charge, the language, the cost and the turns', async () => {
+    await page.click('#refresh');
+    await page.waitForFunction(() => document.querySelectorAll('#turns tbody tr').length === 3, null, {
+      timeout: 10_000,
+    });
+    const window = await page.textContent('#st-window');
+    expect(window).toMatch(/^open/);
+    expect(window).toMatch(/until .*\(2[34] h \d+ min left\)/);
+    expect(await page.textContent('#st-handoff')).toBe('bot');
+    expect(await page.isHidden('#resolve')).toBe(true);
+    expect(await page.textContent('#st-language')).toBe('Arabic (ar)');
+    expect(await page.textContent('#st-cost')).toMatch(/^\$\d+\.\d{4}$/);
+    expect(await page.locator('#turns tbody td.ms').allTextContents()).toEqual([
+      expect.stringMatching(/^\d+ ms$/),
+      expect.stringMatching(/^\d+ ms$/),
+      expect.stringMatching(/^\d+ ms$/),
+    ]);
+
+    await shot('sandbox-desktop-conversation.png');
+    if (process.env.UPDATE_DOCS_SCREENSHOT === '1' || !existsSync(DOCS_SCREENSHOT)) {
+      mkdirSync(dirname(DOCS_SCREENSHOT), { recursive: true });
+      await page.screenshot({ path: DOCS_SCREENSHOT });
+    }
+  });
+
+  it('a message holding <script> shows as text and runs nothing', async () => {
+    await send('<script>alert(1)</script>');
+    await waitForReplies(4);
+    const texts = await page.locator('.bubble.out .text').allTextContents();
+    expect(texts.at(-1)).toBe('<script>alert(1)</script>');
+    expect(await count('#messages script')).toBe(0);
+    expect(dialogs).toEqual([]);
+  });
+
+  it('a photo with a caption and a button reply are answered too', async () => {
+    await page.fill('#text', 'My prescription');
+    await page.click('#act-image');
+    await page.waitForSelector('.bubble.out .photo');
+    await waitForReplies(5);
+    await page.click('#act-button');
+    await page.click('#quick-replies button[data-id="book_appointment"]');
+    await waitForReplies(6);
+    expect(await page.locator('.bubble.out .text').last().textContent()).toBe('Book an appointment');
+    await shot('sandbox-desktop.png');
+  });
+
+  it('on a phone-sized screen the chat fits, and the panel opens over it', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await page.isVisible('#toggle-panel')).toBe(true);
+    await shot('sandbox-phone.png');
+    await page.click('#toggle-panel');
+    await page.waitForFunction(() => {
+      const panel = document.getElementById('panel')!.getBoundingClientRect();
+      return panel.left >= 0 && panel.right <= window.innerWidth;
+    });
+    await page.waitForTimeout(300);
+    await shot('sandbox-phone-panel.png');
+    await page.click('#close-panel');
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  it('a message written 25 h ago is handed over without a reply, and Resolve hands the chat back', async () => {
+    await page.fill('#wa-id', OTHER);
+    await page.press('#wa-id', 'Enter');
+    await page.waitForFunction(() => document.querySelectorAll('.bubble').length === 0);
+    await page.waitForSelector('#text:not([disabled])');
+    await page.fill('#text', 'Are you open on Friday?');
+    await page.click('#act-late');
+    await page.waitForSelector('#resolve:not([hidden])', { timeout: 15_000 });
+    expect(await page.textContent('#st-handoff')).toMatch(/^human/);
+    expect(await page.textContent('#st-window')).toMatch(/^closed/);
+    expect(await replies()).toBe(0);
+    expect(await sendsTo(OTHER)).toEqual([]);
+    await page.click('#resolve');
+    await page.waitForSelector('#resolve', { state: 'hidden' });
+    expect(await page.textContent('#st-handoff')).toBe('bot');
+    expect(problems).toEqual([]);
+  });
+});
