@@ -6,6 +6,7 @@ import { type AppConfig } from '../config/app-config';
 import { CostsModule } from '../costs/costs.module';
 import { RedisConversationStore } from '../conversation/redis-conversation.store';
 import { DedupModule } from '../dedup/dedup.module';
+import { QueueModule } from '../queue/queue.module';
 import { ApiAuthGuard } from './api-auth.guard';
 import { ApiMessagesService } from './api-messages.service';
 import { ConversationsController, CostsController, MessagesController } from './api.controllers';
@@ -21,7 +22,7 @@ export class ApiModule {
     if (!apiEnabled(role, config)) return { module: ApiModule };
     return {
       module: ApiModule,
-      imports: [DedupModule, CostsModule],
+      imports: [QueueModule, DedupModule, CostsModule],
       controllers: [MessagesController, ConversationsController, CostsController],
       providers: [RedisConversationStore.provider('ingest'), ApiAuthGuard, ApiMessagesService, ConversationsService],
     };

@@ -1,11 +1,13 @@
+import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
+import { Queue } from 'bullmq';
 import { type Logger } from 'pino';
 import { AppConfig } from '../config/app-config';
 import { ConversationStore } from '../conversation/conversation.store';
 import { serviceWindow } from '../conversation/service-window';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
-import { chatLane } from '../queue/queue.constants';
+import { chatLane, DEAD_LETTERS_QUEUE, deskLaneOf } from '../queue/queue.constants';
 import { Clock } from '../time/clock';
 import { ApiError } from './api-error';
 import { type ConversationDto, type ErasedDto, type ResumedDto } from './api.dto';
@@ -19,6 +21,7 @@ export class ConversationsService {
 
   constructor(
     private readonly store: ConversationStore,
+    @InjectQueue(DEAD_LETTERS_QUEUE) private readonly deadLetters: Queue<{ lane?: string }>,
     private readonly clock: Clock,
     private readonly hasher: LogHasher,
     private readonly config: AppConfig,
@@ -53,9 +56,23 @@ export class ConversationsService {
   async erase(waId: string): Promise<ErasedDto> {
     const lane = this.laneOf(waId);
     const erased = await this.guard(this.store.erase(lane));
-    if (!erased) throw notFound();
+    const letters = await this.guard(this.eraseDeadLetters(lane));
+    if (!erased && letters === 0) throw notFound();
     this.logger.info({ chat: this.hasher.hash(lane) }, 'chat erased by the API');
     return { waId: waId.replace(/^\+/, ''), erased: true };
+  }
+
+  /**
+   * Dead letters keep a turn's items (patients' texts) for 30 days so an operator can re-run them:
+   * an erasure removes the chat's (and its desk lane's) too. Rare and bounded (at most 10,000
+   * jobs), so a scan of the queue is fine.
+   */
+  private async eraseDeadLetters(lane: string): Promise<number> {
+    const lanes = new Set([lane, deskLaneOf(lane)]);
+    const jobs = await this.deadLetters.getJobs(['failed', 'completed', 'waiting', 'delayed', 'paused'], 0, 10_000);
+    const mine = jobs.filter((job) => job?.data?.lane !== undefined && lanes.has(job.data.lane));
+    await Promise.all(mine.map((job) => job.remove()));
+    return mine.length;
   }
 
   private laneOf(waId: string): string {

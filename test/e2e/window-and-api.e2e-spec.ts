@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Clock } from '../../src/time/clock';
 import { chatLane } from '../../src/queue/queue.constants';
 import { BotCluster } from '../utils/bot-cluster';
+import { deadLetters } from '../utils/dead-letters';
 import { agentMessage } from '../utils/chatwoot-payloads';
 import { envelope, textMessage, textPayload } from '../utils/meta-payloads';
 import { waitUntil } from '../utils/spawn-app';
@@ -380,6 +381,16 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         expect(await bot.redis.exists(`${root}:inbox:${lane}`, `${root}:turn:${lane}`)).toBe(0);
         expect((await call(bot, 'GET', `/v1/costs?from=${day}&to=${day}`)).body.estimated.total.count).toBe(costs);
         expect((await call(bot, 'DELETE', `/v1/conversations/${from}`)).status).toBe(404);
+        // Dead letters keep a turn's texts for an operator: the erasure takes the chat's too.
+        bot.graph.enqueue({ kind: 'graph-error', code: 131026, message: 'Message undeliverable' });
+        await patientWrites(from, 'undeliverable');
+        await waitUntil(
+          'the dead letter',
+          async () => (await deadLetters(bot.redis, root)).some((d) => d.data.lane === lane),
+          20_000,
+        );
+        expect((await call(bot, 'DELETE', `/v1/conversations/${from}`)).status).toBe(200);
+        expect((await deadLetters(bot.redis, root)).filter((d) => d.data.lane === lane)).toEqual([]);
         // The chat starts afresh when the patient writes again.
         await patientWrites(from, 'new start');
         const history = (await call(bot, 'GET', `/v1/conversations/${from}`)).body.history as { text: string }[];
