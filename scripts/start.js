@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * `npm start`: the one-machine default (SPEC §7). Builds dist/ when it is missing or older than
+ * `npm start`: the one-machine default. Builds dist/ when it is missing or older than
  * src/, makes sure a Redis answers on 127.0.0.1:6379 (starting a private, throw-away one when that
  * is allowed and possible), then runs `node dist/main.js` with the same arguments and exit code.
  * Once the app is up it prints a short banner on stdout (where to open it, what runs, where the
@@ -69,7 +69,7 @@ function readDotEnv(root = ROOT) {
 
 /**
  * Whether 127.0.0.1:6379 is the Redis the app will use, and whether a private one may be started
- * there. SPEC §7: never with NODE_ENV=production, never when REDIS_URL (or a Cluster) is explicit.
+ * there. Never with NODE_ENV=production, never when REDIS_URL (or a Cluster) is explicit.
  */
 function redisPlan(env, dotEnv = {}) {
   const value = (key) => {

@@ -33,7 +33,7 @@ const CONFIG_CODES: ReadonlySet<number> = new Set([
   131031,
   131042,
   131045,
-  131048, // spam rate limit, number quality: stop and investigate (PROTOCOLS.md §3)
+  131048, // spam rate limit, number quality: stop and investigate
   132001,
   132015,
   132016,

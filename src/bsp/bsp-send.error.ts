@@ -11,7 +11,7 @@
 export type BspErrorKind = 'retry' | 'pair_rate' | 'window_closed' | 'permanent' | 'config';
 
 /**
- * Whether the request may have reached the BSP (SPEC §4.9):
+ * Whether the request may have reached the BSP:
  * - `not_sent`: certainly not accepted (refused connection, error before the body was written, or
  *   an error answer such as a 4xx). Resending cannot duplicate.
  * - `unknown`: the request was fully written and then the connection broke, the call timed out, or

@@ -7,7 +7,7 @@ export interface SendTextInput {
   body: string;
   /**
    * Our part key, sent as `biz_opaque_callback_data` and echoed in every status webhook of this
-   * message, so an `unknown` outcome can be resolved by the status that arrives (SPEC §4.9).
+   * message, so an `unknown` outcome can be resolved by the status that arrives.
    */
   callbackData?: string;
   /** A wamid to quote (`context.message_id`). */

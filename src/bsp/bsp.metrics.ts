@@ -30,7 +30,7 @@ function gauge(registry: Registry): Gauge<'code'> {
 const instances = new WeakMap<MetricsService, BspMetrics>();
 
 /**
- * The BSP's metrics (SPEC §8) on the process registry: tawasul_bsp_errors_total{code,class} and
+ * The BSP's metrics on the process registry: tawasul_bsp_errors_total{code,class} and
  * tawasul_config_alert{code}.
  *
  * The alert is deliberately simple: a config-class error sets its code to 1; the next successful

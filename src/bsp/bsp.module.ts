@@ -10,7 +10,7 @@ import { Dialog360BspClient } from './dialog360-bsp.client';
 import { MetaBspClient } from './meta-bsp.client';
 import { SandboxBspClient } from './sandbox-bsp.client';
 
-/** Builds the adapter BSP_PROVIDER names (SPEC §2). */
+/** Builds the adapter BSP_PROVIDER names. */
 export function createBspClient(
   config: AppConfig,
   metrics: MetricsService,

@@ -36,7 +36,7 @@ export interface CloudApiClientOptions {
 
 /**
  * The one HTTP implementation of the Cloud API send endpoint, shared by Meta and 360dialog, which
- * take identical JSON bodies and differ only in URL and credential header (PROTOCOLS.md §6).
+ * take identical JSON bodies and differ only in URL and credential header.
  *
  * axios is pinned to Node's own http(s) transport (maxRedirects: 0, no follow-redirects wrapper)
  * so that a failed call exposes the native ClientRequest, whose `writableFinished` separates "not

@@ -1,11 +1,11 @@
 import { type MarkReadInput, type SendTemplateInput, type SendTextInput } from './bsp.client';
 
-/** A Cloud API request body, as sent to Meta and 360dialog alike (PROTOCOLS.md §2.2, §6). */
+/** A Cloud API request body, as sent to Meta and 360dialog alike. */
 export type CloudApiBody = Record<string, unknown>;
 
 /**
  * A wa_id goes in `to`. A business-scoped user id (a user who hides their number, e.g.
- * 'AE.1234567890123') is reported to go in `recipient` instead (PROTOCOLS.md §1.12, unconfirmed):
+ * 'AE.1234567890123') is reported to go in `recipient` instead:
  * kept here, in one place, until Meta documents it.
  */
 export function recipientField(to: string): { to: string } | { recipient: string } {

@@ -5,7 +5,7 @@ import { CloudApiBspClient, type CloudApiClientOptions } from './cloud-api-bsp.c
 
 /**
  * 360dialog: the same Cloud API bodies at `{D360_BASE_URL}/messages`, with no version and no
- * phone_number_id in the path because the channel key is scoped to one number (PROTOCOLS.md §6).
+ * phone_number_id in the path because the channel key is scoped to one number.
  */
 export class Dialog360BspClient extends CloudApiBspClient {
   readonly provider = '360dialog' as const;

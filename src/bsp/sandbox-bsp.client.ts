@@ -46,7 +46,7 @@ export interface SandboxOutboxEntry {
 /**
  * BSP_PROVIDER=sandbox: no network. Every send (and mark-read) is recorded as JSON in a capped
  * Redis list, on the producer connection, and answered with a generated wamid, so the one-machine
- * default (SPEC §7) runs end to end; each entry is published too, so the /sandbox page shows the
+ * default runs end to end; each entry is published too, so the /sandbox page shows the
  * replies as they are sent.
  */
 export class SandboxBspClient extends BspClient {

@@ -1,4 +1,4 @@
-/** Meta's limit on a text message body (PROTOCOLS.md §2.2). */
+/** Meta's limit on a text message body. */
 export const TEXT_BODY_LIMIT = 4096;
 
 // Each pattern marks the end of a piece after which a part may end; the cut goes after the match.
@@ -14,7 +14,7 @@ const BOUNDARIES = [PARAGRAPH, SENTENCE, WHITESPACE];
  * Meta's character count): at the last paragraph break (blank line) that fills at least half a
  * part, else a sentence end, else whitespace; failing those, at any such boundary; failing all, a
  * hard cut that never separates a surrogate pair, a combining mark or a ZWJ sequence. Fewer,
- * fuller parts are preferred: every part is a billed message from 2026-10 (PROTOCOLS.md §5.2).
+ * fuller parts are preferred: every part is a billed message from 2026-10.
  * Parts are trimmed and never empty; together they hold every word in order.
  */
 export function splitMessage(text: string, limit = TEXT_BODY_LIMIT): string[] {

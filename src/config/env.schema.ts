@@ -168,29 +168,29 @@ export class EnvSchema {
   @IsNotEmpty()
   LLM_HANDOFF_MARKER = '[HANDOFF]';
 
-  /** Not in SPEC §2: the clinic's declared actions (docs/actions.md); an absent default file means none. */
+  /** The clinic's declared actions (docs/actions.md); an absent default file means none. */
   @IsNotEmpty()
   ACTIONS_FILE = 'config/actions.json';
 
-  /** Not in SPEC §2: where the declared actions' paths are appended. Required once an action is declared. */
+  /** Where the declared actions' paths are appended. Required once an action is declared. */
   @Transform(emptyToUndefined)
   @IsOptional()
   @Matches(/^https?:\/\/[^\s?#]+$/, { message: 'must be an http(s) URL without query or fragment' })
   CLINIC_API_BASE_URL?: string;
 
-  /** Not in SPEC §2: sent to the clinic's API as a Bearer token. */
+  /** Sent to the clinic's API as a Bearer token. */
   @Transform(emptyToUndefined)
   @IsOptional()
   @IsString()
   CLINIC_API_TOKEN?: string;
 
-  /** Not in SPEC §2: accepted for an MCP source of actions, which is not built yet (docs/actions.md). */
+  /** Accepted for an MCP source of actions, which is not built yet (docs/actions.md). */
   @Transform(emptyToUndefined)
   @IsOptional()
   @Matches(/^https?:\/\/\S+$/, { message: 'must be an http(s) URL' })
   MCP_SERVER_URL?: string;
 
-  /** Not in SPEC §2: rounds of action calls in one turn before the LLM must answer without them. */
+  /** Rounds of action calls in one turn before the LLM must answer without them. */
   @Type(() => Number)
   @IsInt({ message: 'must be a whole number between 1 and 20' })
   @Min(1, { message: 'must be a whole number between 1 and 20' })
@@ -332,7 +332,7 @@ export class EnvSchema {
   ADMIN_PASSWORD?: string;
 
   /**
-   * Not in SPEC §2: in production the peer URLs (Graph API, 360dialog, LLM, Chatwoot) must be
+   * In production the peer URLs (Graph API, 360dialog, LLM, Chatwoot) must be
    * https unless this is true, for peers reached over a private network.
    */
   @Transform(toBool)
@@ -340,7 +340,7 @@ export class EnvSchema {
   ALLOW_PLAIN_HTTP = false;
 
   /**
-   * Not in SPEC §2: longest a client may take to send one whole request, headers and body, so that
+   * Longest a client may take to send one whole request, headers and body, so that
    * a client trickling a 3 MB body cannot hold a socket and its buffer for ever.
    */
   @Type(() => Number)
@@ -349,21 +349,21 @@ export class EnvSchema {
   @Max(600000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })
   HTTP_REQUEST_TIMEOUT_MS = 30000;
 
-  /** Not in SPEC §2: how long the receiver keeps serving after SIGTERM (endpoints need time to update). */
+  /** How long the receiver keeps serving after SIGTERM (endpoints need time to update). */
   @Type(() => Number)
   @IsInt({ message: 'must be a whole number of milliseconds between 0 and 60000' })
   @Min(0, { message: 'must be a whole number of milliseconds between 0 and 60000' })
   @Max(60000, { message: 'must be a whole number of milliseconds between 0 and 60000' })
   SHUTDOWN_DRAIN_MS = 2000;
 
-  /** Not in SPEC §2: a worker's lease on a chat; renewed while it works, taken over when it lapses. */
+  /** A worker's lease on a chat; renewed while it works, taken over when it lapses. */
   @Type(() => Number)
   @IsInt({ message: 'must be a whole number of milliseconds between 1000 and 600000' })
   @Min(1000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })
   @Max(600000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })
   TURN_LEASE_MS = 3000;
 
-  /** Not in SPEC §2: how long a send of unknown outcome waits for its status before it is resent. */
+  /** How long a send of unknown outcome waits for its status before it is resent. */
   @Type(() => Number)
   @IsInt({ message: 'must be a whole number of milliseconds between 1000 and 3600000' })
   @Min(1000, { message: 'must be a whole number of milliseconds between 1000 and 3600000' })

@@ -21,7 +21,7 @@ const SECRETS = [
 const IN_PRODUCTION = 'when NODE_ENV=production';
 
 /**
- * What NODE_ENV=production demands beyond the schema (SPEC §2), as variable → reason, at most one
+ * What NODE_ENV=production demands beyond the schema, as variable → reason, at most one
  * reason per variable. `raw` tells an explicit value from a default.
  */
 export function productionProblems(env: EnvSchema, raw: Record<string, unknown>): Map<string, string> {
@@ -43,7 +43,7 @@ export function productionProblems(env: EnvSchema, raw: Record<string, unknown>)
     add('LOG_HASH_KEY', `must be at least ${LOG_HASH_KEY_MIN_LENGTH} characters ${IN_PRODUCTION}`);
   }
 
-  // Metrics name routes, queues and error codes: they stay off the public port (SPEC §2).
+  // Metrics name routes, queues and error codes: they stay off the public port.
   if (env.MANAGEMENT_PORT === undefined) {
     add('MANAGEMENT_PORT', `is required ${IN_PRODUCTION}: /metrics is served there, never on the public PORT`);
   }

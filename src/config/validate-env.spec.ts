@@ -35,7 +35,7 @@ function configError(raw: Record<string, string | undefined>): ConfigError {
   throw new Error('expected a ConfigError');
 }
 
-describe('validateEnv defaults (SPEC §2 table)', () => {
+describe('validateEnv defaults', () => {
   // Every default SPEC.md §2 lists, exactly as written there.
   const contract: Record<string, unknown> = {
     APP_ROLE: 'all',
@@ -120,7 +120,7 @@ describe('validateEnv defaults (SPEC §2 table)', () => {
   });
 });
 
-describe('required variables by provider and role (SPEC §2)', () => {
+describe('required variables by provider and role', () => {
   const cases: { name: string; env: Record<string, string>; required: string[] }[] = [
     {
       name: 'meta receiver',
@@ -315,7 +315,7 @@ describe('empty strings count as unset', () => {
   });
 });
 
-describe('HOST (SPEC §2)', () => {
+describe('HOST', () => {
   it('is 127.0.0.1 with the sandbox BSP, 0.0.0.0 with the others, unless set', () => {
     expect(validateEnv({}).HOST).toBe('127.0.0.1');
     expect(validateEnv({ BSP_PROVIDER: 'sandbox' }).HOST).toBe('127.0.0.1');
@@ -361,7 +361,7 @@ describe('MANAGEMENT_PORT', () => {
   });
 });
 
-describe('NODE_ENV=production (SPEC §2)', () => {
+describe('NODE_ENV=production', () => {
   /** The one line naming `name`, for a production environment with `change` applied. */
   const lineFor = (change: Record<string, string | undefined>, name: string): string => {
     const err = configError({ ...PRODUCTION, ...change });

@@ -49,7 +49,7 @@ export function validateEnv(raw: Record<string, unknown>): EnvSchema {
     for (const [key, reason] of productionProblems(env, raw)) add(key, reason);
   }
   if (problems.size > 0) throw new ConfigError([...problems].map(([key, reason]) => `${key}: ${reason}`));
-  // SPEC §2: the sandbox takes unsigned webhooks, so by default only this machine reaches it.
+  // The sandbox takes unsigned webhooks, so by default only this machine reaches it.
   env.HOST ??= env.BSP_PROVIDER === 'sandbox' ? '127.0.0.1' : '0.0.0.0';
   return env;
 }

@@ -403,7 +403,7 @@ export class ChatTurnService {
   }
 
   /**
-   * SPEC §4.12: user_changed_number moves the chat's history and state to the new number, inside
+   * User_changed_number moves the chat's history and state to the new number, inside
    * the turn that learnt it (fenced), so this turn's own entries are committed to the new chat.
    * Returns the chat to commit to.
    */
@@ -441,7 +441,7 @@ function sentPartsOnly(reply: StoredReply | undefined): StoredReply {
   };
 }
 
-/** The chat's WhatsApp address: `from`, else the business-scoped user id (SPEC §4.4). */
+/** The chat's WhatsApp address: `from`, else the business-scoped user id. */
 function recipientOf(items: IngestItem[]): string {
   for (const item of items) {
     const raw = item.raw as { from?: string; from_user_id?: string };

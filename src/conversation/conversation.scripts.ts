@@ -1,7 +1,7 @@
 /**
  * Lua scripts of the per-lane turn protocol. Every key is passed in KEYS[] (Cluster: one hash tag).
  * Every write after the lease is taken checks the fencing token first, so a worker that stalled
- * past its lease (GC pause, partition, SIGSTOP) and wakes up changes nothing (SPEC §4.4).
+ * past its lease (GC pause, partition, SIGSTOP) and wakes up changes nothing.
  */
 
 /**

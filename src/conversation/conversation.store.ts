@@ -40,7 +40,7 @@ export interface DeskRecord {
 }
 
 /**
- * Port: per-chat state and the per-lane turn protocol in Redis (SPEC §5). Every method taking a
+ * Port: per-chat state and the per-lane turn protocol in Redis. Every method taking a
  * Lease is fenced: it changes nothing and reports so when the lease was lost.
  */
 export abstract class ConversationStore {

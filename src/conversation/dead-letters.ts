@@ -28,7 +28,7 @@ export interface DeadLetterData extends Record<string, unknown> {
 }
 
 /**
- * Work given up, visibly (SPEC §4.3): a metric, an error log line (hashed chat, no text) and a job
+ * Work given up, visibly: a metric, an error log line (hashed chat, no text) and a job
  * in the `dead-letters` queue, which /admin/queues shows as failed and whose Retry re-runs the turn.
  */
 @Injectable()

@@ -1,5 +1,5 @@
 /**
- * What one inbound message means for a turn (SPEC §4.12). Pure: no I/O, so every type is unit
+ * What one inbound message means for a turn. Pure: no I/O, so every type is unit
  * tested against Meta's payload shapes.
  */
 export type Inbound =

@@ -33,7 +33,7 @@ export const SLOT_WAKE_TAG = 'q';
 const CONFIG_RETRY_MS = 30_000;
 
 /**
- * The LLM part of a turn and its failure policy (SPEC §4.7): a slot under the global cap, the
+ * The LLM part of a turn and its failure policy: a slot under the global cap, the
  * request of §4.6, and on failure the holding message (once per chat until a real reply), backoff
  * with jitter, one trimmed retry for context-too-long, config errors alerted but not counted, and
  * after LLM_MAX_ATTEMPTS the apology plus a dead letter.

@@ -8,7 +8,7 @@ import { type RedisClient } from '../redis/redis-connections';
 import { Clock } from '../time/clock';
 import { type Lease } from './turn.types';
 
-/** Outbound records and part acks outlive late statuses (SPEC §5: at least 30 days). */
+/** Outbound records and part acks outlive late statuses (at least 30 days). */
 export const RECORD_TTL_S = 35 * 86400;
 
 /** Status order: a record only moves forward (a late `delivered` never undoes `read`). */

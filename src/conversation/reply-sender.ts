@@ -6,7 +6,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { ConversationStore } from './conversation.store';
 import { OutboundRecords } from './outbound-records';
 import { type Lease, leaseUsable, type StoredReply, type TurnMeta } from './turn.types';
-/** A BSP outage of up to an hour is waited out; longer ones dead-letter (SPEC §4.3). */
+/** A BSP outage of up to an hour is waited out; longer ones dead-letter. */
 export const SEND_GIVE_UP_MS = 60 * 60 * 1000;
 
 export type SendStep =
@@ -20,7 +20,7 @@ export const isPartKey = (value: unknown): value is string =>
 const jitter = (ms: number): number => Math.round(ms * (0.8 + Math.random() * 0.4));
 
 /**
- * Sends the stored reply part by part without ever sending a confirmed part twice (SPEC §4.9):
+ * Sends the stored reply part by part without ever sending a confirmed part twice:
  * - the reply is stored (locked into the turn) before the first send;
  * - before each send the part is marked `sending` under the fencing token, so a worker that lost
  *   its lease sends nothing, and a crash leaves a visible "outcome unknown";

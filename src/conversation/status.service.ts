@@ -29,7 +29,7 @@ interface StatusRaw {
 }
 
 /**
- * A status lane's turn (SPEC §4.11): sent/delivered/read/failed move the outbound record forward,
+ * A status lane's turn: sent/delivered/read/failed move the outbound record forward,
  * `pricing` feeds the billed side of the cost ledger, and the part key in biz_opaque_callback_data
  * settles sends of unknown outcome. A free-form reply that failed with 131047 goes back to its
  * chat as a `reengage` item (docs/window.md). Statuses that arrive before their record

@@ -36,7 +36,7 @@ return 0
 `;
 
 /**
- * The safety net of SPEC §5: one scheduled job re-arms lanes whose wake-up was lost. It reads
+ * The safety net of the design: one scheduled job re-arms lanes whose wake-up was lost. It reads
  * only what can be stuck, so its cost follows the trouble, not the traffic:
  * - the in-flight set: turns whose lease ran out (their worker died, froze, or let go mid-turn) —
  *   re-armed at once, so a SIGKILLed worker's chat restarts within a lease and a sweep;

@@ -47,7 +47,7 @@ export interface ReplyTemplate extends TemplateContent {
   purpose: 'reengagement' | 'api';
 }
 
-/** The reply of the turn in flight, stored before anything is sent (SPEC §4.9). */
+/** The reply of the turn in flight, stored before anything is sent. */
 export interface StoredReply {
   /** `agent`: agents' replies relayed from Chatwoot; `api`: a message from /v1/messages. */
   kind: 'llm' | 'canned' | 'agent' | 'api';
@@ -66,7 +66,7 @@ export interface StoredReply {
 export interface TurnMeta {
   id: string;
   startedAt: number;
-  /** Counted LLM attempts (SPEC §4.7). */
+  /** Counted LLM attempts. */
   attempts: number;
   /** LLM configuration failures (401/404): not attempts, but they slow the retries down. */
   configFailures?: number;
@@ -146,7 +146,7 @@ export interface ChatState {
   /** Seconds since epoch of the newest inbound message: the 24-hour window runs from it. */
   lastInboundTs?: number;
   language?: 'ar' | 'en';
-  /** A holding message went out and no real reply since (SPEC §4.7: at most once). */
+  /** A holding message went out and no real reply since (At most once). */
   holding?: boolean;
   /** A reply met a closed window (found before sending, or WhatsApp said 131047). */
   windowClosed?: boolean;
@@ -158,7 +158,7 @@ export interface ChatState {
   name?: string;
 }
 
-/** Who answers the chat (SPEC §5): the bot, or a human since a hand-over. */
+/** Who answers the chat: the bot, or a human since a hand-over. */
 export interface Handoff {
   state: 'bot' | 'human';
   /** The Chatwoot conversation (display id) when Chatwoot has the chat. */

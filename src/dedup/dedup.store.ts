@@ -2,7 +2,7 @@ import { type IngestItem, type IngestResult } from './ingest-item';
 
 /**
  * Port: remembers which items were seen and puts new ones into their lane's inbox, atomically.
- * Either every new item of the call is durably enqueued and marked seen, or none is (SPEC §4.2).
+ * Either every new item of the call is durably enqueued and marked seen, or none is.
  */
 export abstract class DedupStore {
   /**

@@ -107,13 +107,13 @@ export interface SlotWaiter {
 }
 
 /**
- * The global cap on inference calls in flight across every worker process (SPEC §4.7: vLLM
+ * The global cap on inference calls in flight across every worker process (VLLM
  * queues without limit, so latency would grow until every call times out). A Redis semaphore:
  * holders in a sorted set scored by expiry, so a slot of a SIGKILLed worker frees itself after
  * LLM_TIMEOUT_MS + SLOT_TTL_MARGIN_MS.
  *
  * No waiting inside: tryAcquire answers at once, and the caller parks its turn (a per-chat
- * "not before" time, SPEC §4.5) when no slot is free; the chat then waits in line. release()
+ * "not before" time) when no slot is free; the chat then waits in line. release()
  * names the chats first in line for the slots it leaves free, for the caller to wake: slots go
  * first come first served, without polling.
  *

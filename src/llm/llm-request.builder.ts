@@ -31,7 +31,7 @@ export interface BuildLlmRequestInput {
 }
 
 /**
- * SPEC §4.6: the system prompt first, then the history as user/assistant messages in order, and
+ * The system prompt first, then the history as user/assistant messages in order, and
  * last the current turn's patient messages verbatim as ONE user message joined by '\n'.
  *
  * History is trimmed from the oldest entry until everything fits budgetChars; the system prompt

@@ -48,12 +48,12 @@ export interface LlmReply {
   latencyMs: number;
 }
 
-/** Exactly the label values of tawasul_llm_failures_total (SPEC §8). */
+/** Exactly the label values of tawasul_llm_failures_total. */
 export const LLM_FAILURE_KINDS = ['error', 'timeout', 'empty', 'truncated', 'context', 'config'] as const;
 export type LlmFailureKind = (typeof LLM_FAILURE_KINDS)[number];
 
 /**
- * A failed inference. `kind` tells the caller what to do (SPEC §4.7):
+ * A failed inference. `kind` tells the caller what to do:
  * - `error`, `timeout`, `empty`, `truncated`: transient or model-side; count an attempt, send the
  *   holding message once, retry with backoff.
  * - `context`: the prompt is too long; trim the history (halveHistory) and retry once.

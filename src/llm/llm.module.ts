@@ -12,7 +12,7 @@ import { loadReceptionistScript } from './receptionist-script';
 import { SystemPromptLoader } from './system-prompt.loader';
 
 /**
- * Everything a turn needs to get an answer (SPEC §4.6, §4.7), for workers. Relies on the global
+ * Everything a turn needs to get an answer, for workers. Relies on the global
  * AppConfig, AppLogger, MetricsService, RedisConnections and RedisKeys.
  *
  * - LlmClient: OpenAiLlmClient (LLM_PROVIDER=openai) or OfflineLlmClient (offline).

@@ -28,7 +28,7 @@ export interface OpenAiLlmClientOptions {
 }
 
 /**
- * LlmClient for any OpenAI-compatible chat-completions server, vLLM first (PROTOCOLS.md §8).
+ * LlmClient for any OpenAI-compatible chat-completions server, vLLM first.
  * Plain axios rather than the OpenAI SDK: its defaults (10 min timeout, hidden retries) are
  * wrong for a chat bot, and vLLM's error shapes differ from OpenAI's anyway.
  */

@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export type WebhookOutcome = 'accepted' | 'duplicate' | 'ignored' | 'unauthorized' | 'invalid' | 'unavailable';
 
 /**
- * The process's Prometheus registry (SPEC §8). Metrics are created here once; modules record into
+ * The process's Prometheus registry. Metrics are created here once; modules record into
  * them through the fields below. Labels are bounded: outcomes, kinds, route templates, never ids.
  */
 @Injectable()

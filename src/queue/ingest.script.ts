@@ -1,5 +1,5 @@
 /**
- * Dedup and enqueue as one atomic step (SPEC §4.2, §5). Every key is passed in KEYS[], all under
+ * Dedup and enqueue as one atomic step. Every key is passed in KEYS[], all under
  * one hash tag, so the script runs on Redis Cluster too.
  *
  * KEYS[1]  pending chats (sorted set, score = arrival ms of the lane's oldest waiting item)

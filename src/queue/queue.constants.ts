@@ -64,7 +64,7 @@ export function laneParts(lane: string): { phoneNumberId: string; sender: string
   return { phoneNumberId, sender: rest.join('.') };
 }
 
-/** Wake-ups are removed as soon as they finish, so a retained job never blocks the next one (SPEC §5). */
+/** Wake-ups are removed as soon as they finish, so a retained job never blocks the next one. */
 export const WAKE_JOB_OPTIONS: JobsOptions = {
   removeOnComplete: true,
   removeOnFail: true,

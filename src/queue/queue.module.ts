@@ -7,7 +7,7 @@ import { DEAD_LETTERS_QUEUE, TURNS_QUEUE } from './queue.constants';
 
 /**
  * Queue registration for every role: receivers enqueue, workers enqueue too (re-arms, delays).
- * The producer connection has no offline queue (SPEC §5); the hash-tagged prefix keeps BullMQ's
+ * The producer connection has no offline queue; the hash-tagged prefix keeps BullMQ's
  * keys in the same Cluster slot as ours.
  */
 @Module({

@@ -3,7 +3,7 @@ import { type AppConfig } from '../config/app-config';
 
 export type RedisClient = Redis | Cluster;
 
-/** Credentials and TLS from REDIS_URL, reused for cluster nodes (SPEC §2: REDIS_CLUSTER_NODES). */
+/** Credentials and TLS from REDIS_URL, reused for cluster nodes (REDIS_CLUSTER_NODES). */
 function urlOptions(url: string): RedisOptions {
   const u = new URL(url);
   const options: RedisOptions = {
@@ -18,7 +18,7 @@ function urlOptions(url: string): RedisOptions {
   return options;
 }
 
-/** Reconnect quickly: readiness must turn green again soon after Redis returns (SPEC §4.16). */
+/** Reconnect quickly: readiness must turn green again soon after Redis returns. */
 const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 5), 1000);
 
 /**

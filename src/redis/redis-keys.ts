@@ -1,6 +1,6 @@
 /**
  * Every Redis key the app writes, built from the hash-tagged root (`{tawasul}`) so that all of
- * them, BullMQ's included, live in one Cluster slot and under REDIS_PREFIX (SPEC §5).
+ * them, BullMQ's included, live in one Cluster slot and under REDIS_PREFIX.
  */
 export class RedisKeys {
   constructor(readonly root: string) {}

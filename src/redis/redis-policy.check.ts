@@ -21,7 +21,7 @@ export async function readEvictionPolicy(client: RedisClient): Promise<PolicyRea
 }
 
 /**
- * SPEC §5: any eviction policy can drop dedup or queue keys, i.e. lose acknowledged messages.
+ * Any eviction policy can drop dedup or queue keys, i.e. lose acknowledged messages.
  * Production refuses to start on such a Redis; elsewhere the app warns loudly. When Redis is not
  * reachable at boot, the check runs as soon as it is.
  */

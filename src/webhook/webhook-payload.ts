@@ -2,7 +2,7 @@ import secureJsonParse from 'secure-json-parse';
 import { statusLane, chatLane } from '../queue/queue.constants';
 import { type IngestItem } from '../dedup/ingest-item';
 
-/** Types the worker knows how to answer or deliberately skip (SPEC §4.12); others are kept raw. */
+/** Types the worker knows how to answer or deliberately skip; others are kept raw. */
 export const KNOWN_MESSAGE_TYPES = new Set([
   'text',
   'image',

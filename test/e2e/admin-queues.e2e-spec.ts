@@ -5,7 +5,7 @@ import { startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 
 /**
- * GET /admin/queues (SPEC §3): the BullMQ dashboard on receivers with ADMIN_PASSWORD, behind basic
+ * GET /admin/queues: the BullMQ dashboard on receivers with ADMIN_PASSWORD, behind basic
  * auth, on MANAGEMENT_PORT when set; and a dead letter retried from it, end to end.
  */
 

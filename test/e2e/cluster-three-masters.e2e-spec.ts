@@ -12,13 +12,13 @@ import { TEST_PHONE_NUMBER_ID, uniquePrefix } from '../utils/test-env';
 const REPLIED = 'tawasul_turns_total{outcome="replied"}';
 
 /**
- * SPEC §4.17 on a real Redis Cluster: three masters, each a process of its own with a third of
+ * Cluster-readiness on a real Redis Cluster: three masters, each a process of its own with a third of
  * the slots. The one-node cluster (cluster.e2e-spec) catches a key outside the hash tag; only
  * here does a client that ignores the slot map, or a key that leaves the tag, reach the wrong
  * process. The bot runs as in production — a receiver here, two spawned workers, a fake Chatwoot
  * — and every process gets REDIS_URL of one node and REDIS_CLUSTER_NODES of all three.
  */
-describe('the bot on a three-master Redis Cluster (SPEC §4.17)', () => {
+describe('the bot on a three-master Redis Cluster', () => {
   let redis: PrivateRedisCluster;
   let bot: BotCluster;
   /** A second receiver seeded with one node only, as with a managed cluster's configuration endpoint. */

@@ -8,11 +8,11 @@ import { startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 
 /**
- * SPEC §4.17: the ingest runs on Redis Cluster. A one-node cluster (every slot on one master)
+ * The ingest runs on Redis Cluster. A one-node cluster (every slot on one master)
  * enforces what a real one does — a script or command touching keys of two slots fails with
  * CROSSSLOT — so a key outside the hash tag fails here, not in production.
  */
-describe('the ingest on a one-node Redis Cluster (SPEC §4.17)', () => {
+describe('the ingest on a one-node Redis Cluster', () => {
   let redis: PrivateRedis;
   let t: TestApp;
   /** Assertions go through a cluster client too, as an operator's tooling would. */

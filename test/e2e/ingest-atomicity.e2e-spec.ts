@@ -49,7 +49,7 @@ interface CaseResult {
   attempts: number;
 }
 
-describe('ingest atomicity with Redis connections cut at every command (SPEC §4.2)', () => {
+describe('ingest atomicity with Redis connections cut at every command', () => {
   let proxy: RespProxy;
   let t: TestApp;
   /** Straight to Redis, around the proxy: assertions must not be cut nor counted. */

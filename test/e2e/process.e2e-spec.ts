@@ -34,7 +34,7 @@ const apps: SpawnedApp[] = [];
 const OFFLINE_PEERS = { META_GRAPH_URL: 'http://127.0.0.1:9', D360_BASE_URL: 'http://127.0.0.1:9' };
 
 /**
- * What NODE_ENV=production needs besides explicit providers (SPEC §2): no sandbox, a long
+ * What NODE_ENV=production needs besides explicit providers: no sandbox, a long
  * LOG_HASH_KEY and webhook secret, /metrics on its own port, and (for OFFLINE_PEERS) plain http.
  */
 async function production(): Promise<Record<string, string>> {
@@ -80,7 +80,7 @@ function logEvents(app: SpawnedApp): Record<string, any>[] {
     .map((l) => JSON.parse(l) as Record<string, any>);
 }
 
-describe('configuration errors (SPEC §2)', () => {
+describe('configuration errors', () => {
   interface Case {
     name: string;
     env: Record<string, string | undefined>;
@@ -191,7 +191,7 @@ describe('RECEPTIONIST_FILE at start-up (LLM_PROVIDER=offline)', () => {
   });
 });
 
-describe('the --role flag (SPEC §1)', () => {
+describe('the --role flag', () => {
   it('--role=worker overrides APP_ROLE=receiver', async () => {
     const app = await start({ APP_ROLE: 'receiver' }, ['--role=worker']);
     await app.waitForLive();
@@ -208,7 +208,7 @@ describe('the --role flag (SPEC §1)', () => {
   });
 });
 
-describe('SIGTERM (SPEC §4.16)', () => {
+describe('SIGTERM', () => {
   it('role all: ready turns 503 at once, live and POST /webhook keep serving through the drain, then exit 0', async () => {
     const drainMs = 1500;
     const app = await start({ APP_ROLE: 'all', SHUTDOWN_DRAIN_MS: String(drainMs) });
@@ -249,7 +249,7 @@ describe('SIGTERM (SPEC §4.16)', () => {
   });
 });
 
-describe('MANAGEMENT_PORT (SPEC §2, §3)', () => {
+describe('MANAGEMENT_PORT', () => {
   it('moves /metrics off the main port; health stays on the main port', async () => {
     const managementPort = await freePort();
     const app = await start({ MANAGEMENT_PORT: String(managementPort) });
@@ -277,7 +277,7 @@ describe('MANAGEMENT_PORT (SPEC §2, §3)', () => {
   });
 });
 
-describe('Redis eviction policy at start-up (SPEC §5)', () => {
+describe('Redis eviction policy at start-up', () => {
   let redis: RedisServer;
   beforeAll(async () => {
     redis = await startRedisServer(['--maxmemory-policy', 'allkeys-lru']);
@@ -311,7 +311,7 @@ describe('Redis eviction policy at start-up (SPEC §5)', () => {
   });
 });
 
-describe('Redis unreachable at start-up (SPEC §4.16)', () => {
+describe('Redis unreachable at start-up', () => {
   let redis: RedisServer | undefined;
   afterAll(async () => {
     await redis?.stop();
@@ -345,7 +345,7 @@ describe('Redis unreachable at start-up (SPEC §4.16)', () => {
   });
 });
 
-describe('npm start (scripts/start.js) on a clean checkout (SPEC §7)', () => {
+describe('npm start (scripts/start.js) on a clean checkout', () => {
   const ROOT = resolve(__dirname, '..', '..');
   const SHARED_REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
   // What `git clone && npm ci` leaves: sources, config and scripts, node_modules; no dist/, no .env.

@@ -56,7 +56,7 @@ afterAll(async () => {
   await Promise.all(spawned.map((a) => a.deleteRedisKeys()));
 });
 
-describe('HOST and the sandbox (SPEC §2)', () => {
+describe('HOST and the sandbox', () => {
   const sandbox = { BSP_PROVIDER: 'sandbox', WHATSAPP_APP_SECRET: undefined, WHATSAPP_VERIFY_TOKEN: undefined };
 
   describe('BSP_PROVIDER=sandbox without HOST', () => {

@@ -16,7 +16,7 @@ const ANSWER_MARGIN_MS = 300;
 const READY_LIMIT_MS = 2000;
 const RECOVERY_DEADLINE_MS = 15_000;
 
-describe('Redis outage: stopped or frozen (SPEC §4.16)', () => {
+describe('Redis outage: stopped or frozen', () => {
   let redis: PrivateRedis;
   let t: TestApp;
   let unavailableAnswers = 0;

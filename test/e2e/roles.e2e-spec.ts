@@ -11,7 +11,7 @@ import { deleteKeys, startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_VERIFY_TOKEN, uniquePrefix } from '../utils/test-env';
 
 /**
- * SPEC §1: each role loads only its own parts. A receiver enqueues but never consumes; a worker
+ * Each role loads only its own parts. A receiver enqueues but never consumes; a worker
  * serves only /health/* and /metrics over HTTP.
  */
 

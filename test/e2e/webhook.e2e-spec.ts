@@ -9,7 +9,7 @@ import { inboxItems, startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_D360_SECRET, TEST_PHONE_NUMBER_ID, TEST_VERIFY_TOKEN } from '../utils/test-env';
 
 /*
- * POST /webhook and GET /webhook against the real app and a real Redis (SPEC §3, §4.1, §4.2).
+ * POST /webhook and GET /webhook against the real app and a real Redis.
  * Apps run as APP_ROLE=receiver: a receiver never consumes, so whatever a test enqueues stays in
  * Redis for it to inspect, even once the worker exists.
  */

@@ -9,7 +9,7 @@ import { waitUntil } from '../utils/spawn-app';
 import { TEST_D360_SECRET, TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 
 /*
- * What a conversation looks like to the patient (SPEC §4.5, §4.6, §4.8, §4.12, §4.14), with one
+ * What a conversation looks like to the patient, with one
  * receiver and three worker processes: debounced bursts, history, every inbound message type,
  * the closed 24-hour window, 360dialog, and the patient's language.
  */

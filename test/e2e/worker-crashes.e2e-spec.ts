@@ -10,7 +10,7 @@ import { deleteKeys } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID, uniquePrefix } from '../utils/test-env';
 
 /*
- * The worker under process failures (SPEC §4.3, §4.4, §4.8, §4.9, §4.16): workers SIGKILLed,
+ * The worker under process failures: workers SIGKILLed,
  * SIGSTOPped past their lease, SIGTERMed mid-turn, every process restarted. Exact counts are
  * asserted only once the whole bot is quiet.
  */

@@ -6,7 +6,7 @@ import { waitUntil } from '../utils/spawn-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 
 /**
- * Send errors by kind (SPEC §4.9, §4.10), end to end: one receiver, three worker processes, the
+ * Send errors by kind, end to end: one receiver, three worker processes, the
  * fake LLM echoing, and a fake Graph API that fails the sends the way Meta does. Exact counts are
  * asserted only once the whole bot is quiet.
  */

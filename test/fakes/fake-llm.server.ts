@@ -8,7 +8,7 @@ import {
 import { type AddressInfo, type Socket } from 'node:net';
 
 /**
- * How the fake answers one chat-completion call. Shapes follow vLLM (PROTOCOLS.md §8.5):
+ * How the fake answers one chat-completion call. Shapes follow vLLM:
  * - ok: 200 with `reply(body)` (or `content`), finish_reason stop
  * - reasoning: like ok, plus `reasoning_content` / `reasoning` that must never reach a patient
  * - think: the reasoning inline, as a leading `<think>…</think>` block of `content`
