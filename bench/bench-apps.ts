@@ -86,3 +86,33 @@ export async function post(url: string, from: string, text: string): Promise<num
 
 export const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+/**
+ * The environment of the built app against the fake Graph API and fake LLM: Meta provider with the
+ * bench secret, no debounce, no mark-read, quiet logs. `extra` adds or overrides variables.
+ */
+export function benchEnv(
+  redisUrl: string,
+  prefix: string,
+  fakes: { graphUrl: string; llmUrl: string },
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    NODE_ENV: 'test',
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    BSP_PROVIDER: 'meta',
+    WHATSAPP_APP_SECRET: SECRET,
+    WHATSAPP_VERIFY_TOKEN: 'bench',
+    WHATSAPP_PHONE_NUMBER_ID: PHONE_NUMBER_ID,
+    META_ACCESS_TOKEN: 'bench-token',
+    META_GRAPH_URL: fakes.graphUrl,
+    LLM_PROVIDER: 'openai',
+    LLM_BASE_URL: fakes.llmUrl,
+    TURN_DEBOUNCE_MS: '0',
+    MARK_READ: 'false',
+    LOG_LEVEL: 'error',
+    SHUTDOWN_DRAIN_MS: '0',
+    ...extra,
+  };
+}

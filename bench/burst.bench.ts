@@ -14,7 +14,7 @@
  * Knobs: BURST_CHATS (200), BURST_LATENCY_MS (3000), OVERHEAD_MESSAGES (400), OVERHEAD_RATE (100/s),
  * BURST_CAP (32).
  */
-import { freePort, PHONE_NUMBER_ID, percentile, post, SECRET, startApp } from './bench-apps';
+import { benchEnv, freePort, percentile, post, startApp } from './bench-apps';
 import { Redis } from 'ioredis';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';
@@ -35,25 +35,16 @@ async function main(): Promise<void> {
   graph.onRequest((r) => {
     if (r.type === 'send' && r.body?.to) sentAt.set(r.body.to as string, Date.now());
   });
-  const env = {
-    NODE_ENV: 'test',
-    REDIS_URL: redisUrl,
-    REDIS_PREFIX: prefix,
-    BSP_PROVIDER: 'meta',
-    WHATSAPP_APP_SECRET: SECRET,
-    WHATSAPP_VERIFY_TOKEN: 'bench',
-    WHATSAPP_PHONE_NUMBER_ID: PHONE_NUMBER_ID,
-    META_ACCESS_TOKEN: 'bench-token',
-    META_GRAPH_URL: graph.url,
-    LLM_PROVIDER: 'openai',
-    LLM_BASE_URL: llm.url,
-    LLM_MAX_CONCURRENCY: String(Math.max(chats, 32)),
-    WORKER_CONCURRENCY: String(Math.min(Math.max(chats, 50), 1000)),
-    TURN_DEBOUNCE_MS: '0',
-    MARK_READ: 'false',
-    LOG_LEVEL: 'warn',
-    SHUTDOWN_DRAIN_MS: '0',
-  };
+  const env = benchEnv(
+    redisUrl,
+    prefix,
+    { graphUrl: graph.url, llmUrl: llm.url },
+    {
+      LLM_MAX_CONCURRENCY: String(Math.max(chats, 32)),
+      WORKER_CONCURRENCY: String(Math.min(Math.max(chats, 50), 1000)),
+      LOG_LEVEL: 'warn',
+    },
+  );
   const receiver = startApp('receiver', { ...env, PORT: String(await freePort()) });
   let worker = startApp('worker', { ...env, PORT: String(await freePort()) });
   try {

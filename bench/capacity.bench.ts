@@ -19,7 +19,7 @@ import { chatLane } from '../src/queue/queue.constants';
 import { RedisKeys } from '../src/redis/redis-keys';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';
-import { freePort, PHONE_NUMBER_ID, post, SECRET, startApp } from './bench-apps';
+import { benchEnv, freePort, PHONE_NUMBER_ID, post, startApp } from './bench-apps';
 
 const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback) || fallback;
 
@@ -70,23 +70,7 @@ async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
 async function throughput(redisUrl: string, prefix: string, messages: number, redis: Redis) {
   const llm = await FakeLlmServer.start();
   const graph = await FakeGraphServer.start({ accessToken: 'bench-token' });
-  const env = {
-    NODE_ENV: 'test',
-    REDIS_URL: redisUrl,
-    REDIS_PREFIX: prefix,
-    BSP_PROVIDER: 'meta',
-    WHATSAPP_APP_SECRET: SECRET,
-    WHATSAPP_VERIFY_TOKEN: 'bench',
-    WHATSAPP_PHONE_NUMBER_ID: PHONE_NUMBER_ID,
-    META_ACCESS_TOKEN: 'bench-token',
-    META_GRAPH_URL: graph.url,
-    LLM_PROVIDER: 'openai',
-    LLM_BASE_URL: llm.url,
-    TURN_DEBOUNCE_MS: '0',
-    MARK_READ: 'false',
-    LOG_LEVEL: 'error',
-    SHUTDOWN_DRAIN_MS: '0',
-  };
+  const env = benchEnv(redisUrl, prefix, { graphUrl: graph.url, llmUrl: llm.url });
   const receiver = startApp('receiver', { ...env, PORT: String(await freePort()) });
   const worker = startApp('worker', { ...env, PORT: String(await freePort()) });
   try {

@@ -11,7 +11,7 @@
 import { Redis } from 'ioredis';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';
-import { freePort, PHONE_NUMBER_ID, percentile, post, SECRET, startApp } from './bench-apps';
+import { benchEnv, freePort, percentile, post, startApp } from './bench-apps';
 
 const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback) || fallback;
 
@@ -31,23 +31,7 @@ async function main(): Promise<void> {
   const llm = await FakeLlmServer.start();
   const graph = await FakeGraphServer.start({ accessToken: 'bench-token' });
   llm.latencyMs = latency;
-  const env = {
-    NODE_ENV: 'test',
-    REDIS_URL: redisUrl,
-    REDIS_PREFIX: prefix,
-    BSP_PROVIDER: 'meta',
-    WHATSAPP_APP_SECRET: SECRET,
-    WHATSAPP_VERIFY_TOKEN: 'bench',
-    WHATSAPP_PHONE_NUMBER_ID: PHONE_NUMBER_ID,
-    META_ACCESS_TOKEN: 'bench-token',
-    META_GRAPH_URL: graph.url,
-    LLM_PROVIDER: 'openai',
-    LLM_BASE_URL: llm.url,
-    TURN_DEBOUNCE_MS: '0',
-    MARK_READ: 'false',
-    LOG_LEVEL: 'error',
-    SHUTDOWN_DRAIN_MS: '0',
-  };
+  const env = benchEnv(redisUrl, prefix, { graphUrl: graph.url, llmUrl: llm.url });
   let workerSeq = 0;
   const startWorker = async () => {
     const key = `worker-${++workerSeq}`;
