@@ -23,7 +23,8 @@ import {
 /**
  * The process as operators run it: src/main.ts in a child process, exit codes, signals, stderr;
  * and `npm start` (scripts/start.js) on a fresh copy of the project, as a new user runs it.
- * SPEC §1 (boot flag), §2 (config errors), §4.16 (health and shutdown), §5 (eviction policy), §7.
+ * Covers the boot flag, configuration errors, health and shutdown, the eviction-policy check and the
+ * one-machine default.
  */
 
 // Every case starts a process through ts-node (seconds of CPU each): generous limits for a busy CI.
