@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readJsonConfigFile } from '../config/json-config-file';
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { isolateLtr, type Language, LANGUAGES } from './language';
@@ -74,14 +73,7 @@ export class CannedMessages {
 
   constructor(private readonly config: AppConfig) {
     const file = config.env.MESSAGES_FILE;
-    const path = resolve(file);
-    let json: unknown;
-    try {
-      json = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (err) {
-      const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      throw new LlmSetupError(`MESSAGES_FILE: cannot read ${file} (${path}): ${reason}`);
-    }
+    const json = readJsonConfigFile('MESSAGES_FILE', file, (message) => new LlmSetupError(message));
     try {
       this.table = parseCannedMessages(json);
     } catch (err) {

@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readJsonConfigFile } from '../config/json-config-file';
 import { compilePhrase, type Phrase } from '../escalation/escalation-triggers';
 import { detectLanguage, hasArabicLetters, hasLetters, type Language, LANGUAGES } from './language';
 import { LlmSetupError } from './llm-setup.error';
@@ -242,14 +241,7 @@ export function parseReceptionistScript(json: unknown): { script?: ReceptionistS
  * is what a visitor judges the product by, so it must not start half-scripted.
  */
 export function loadReceptionistScript(file: string): ReceptionistScript {
-  const path = resolve(file);
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new LlmSetupError(`RECEPTIONIST_FILE: cannot read ${file} (${path}): ${reason}`);
-  }
+  const json = readJsonConfigFile('RECEPTIONIST_FILE', file, (message) => new LlmSetupError(message));
   const { script, problems } = parseReceptionistScript(json);
   if (!script) throw new LlmSetupError(problems.map((p) => `RECEPTIONIST_FILE: ${file}: ${p}`).join('\n'));
   return script;
