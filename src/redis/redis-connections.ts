@@ -66,10 +66,17 @@ export function createRedisClient(kind: ConnectionKind, config: AppConfig): Redi
   const options = { ...base, ...kindOptions(kind, config), lazyConnect: false };
   const nodes = config.clusterNodes;
   if (nodes.length === 0) return new Redis(options);
-  const { host: _h, port: _p, db: _db, ...redisOptions } = options;
+  // The node connections keep ioredis' own offline queue and retry settings: they open lazily on
+  // their first command, so without that queue the first command sent to each node fails, and a
+  // lost node is found again through a slots refresh rather than by redialling it.
+  const { host: _h, port: _p, db: _db, enableOfflineQueue = true, retryStrategy: _r, ...redisOptions } = options;
   const clusterOptions: ClusterOptions = {
     redisOptions,
-    enableOfflineQueue: options.enableOfflineQueue ?? true,
+    enableOfflineQueue,
+    // The ready check sends CLUSTER INFO to a random node; without the cluster's offline queue a
+    // node still connecting refuses it, and the client reconnects and rolls again — seconds with
+    // one seed node, once over 30 s. Readiness is ours to judge anyway: /health/ready pings.
+    enableReadyCheck: enableOfflineQueue,
     clusterRetryStrategy: retryStrategy,
     slotsRefreshTimeout: 2000,
     ...(base.tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
