@@ -116,6 +116,7 @@ async function bootstrap(): Promise<void> {
 }
 
 bootstrap().catch((err: Error) => {
-  console.error(`tawasul failed to start: ${err.message}`);
+  // Setup errors carry one problem per line (every bad entry of a file at once).
+  for (const line of err.message.split('\n')) console.error(`tawasul failed to start: ${line}`);
   process.exit(1);
 });

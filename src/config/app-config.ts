@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type AppRole } from '../app-role';
+import { type AppRole, servesHttpApi } from '../app-role';
 import { type EnvSchema } from './env.schema';
 
 /**
@@ -7,6 +7,12 @@ import { type EnvSchema } from './env.schema';
  * demo payloads carry, so /v1 finds the chats they started.
  */
 export const SANDBOX_PHONE_NUMBER_ID = '100000000000001';
+
+/**
+ * The catalog the sandbox's demo clinic API implements (docs/actions.md): the clinic example, so
+ * the demo books through exactly the actions a real clinic would declare.
+ */
+export const DEMO_ACTIONS_FILE = 'config/examples/actions.clinic.json';
 
 /** Bodies of routes other than POST /webhook stay small (SPEC §2, WEBHOOK_BODY_LIMIT). */
 export const DEFAULT_BODY_LIMIT = 102400;
@@ -43,6 +49,22 @@ export class AppConfig {
    */
   get phoneNumberId(): string {
     return this.env.WHATSAPP_PHONE_NUMBER_ID ?? SANDBOX_PHONE_NUMBER_ID;
+  }
+
+  /**
+   * With the sandbox BSP and no clinic system of its own, a process that serves /sandbox plays the
+   * clinic too: a small booking API under /sandbox/clinic, so the offline demo can book.
+   */
+  get demoClinic(): boolean {
+    return this.env.BSP_PROVIDER === 'sandbox' && !this.env.CLINIC_API_BASE_URL && servesHttpApi(this.role);
+  }
+
+  /** CLINIC_API_BASE_URL, or the demo clinic's address on this process's own port. */
+  get clinicApiBaseUrl(): string | undefined {
+    if (this.env.CLINIC_API_BASE_URL || !this.demoClinic) return this.env.CLINIC_API_BASE_URL;
+    const host = this.env.HOST;
+    const loopback = !host || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+    return `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${this.env.PORT}/sandbox/clinic`;
   }
 
   get clusterNodes(): { host: string; port: number }[] {

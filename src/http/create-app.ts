@@ -32,9 +32,13 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRole(config.role, config), adapter, {
     bodyParser: false,
     bufferLogs: true,
+    // Nest would print a start-up failure (a bad ACTIONS_FILE, say) with its stack on the console
+    // logger; main.ts prints it as plain lines instead, like a bad variable.
+    autoFlushLogs: false,
     abortOnError: false,
   });
   app.useLogger(new NestPinoLogger(app.get(AppLogger).child('nest')));
+  app.flushLogs();
   const webhookAuth = servesHttpApi(config.role) ? app.get(WebhookAuth, { strict: false }) : undefined;
   installHttpHooks(adapter.getInstance(), config, app.get(MetricsService), webhookAuth);
   if (apiEnabled(config.role, config)) {

@@ -5,6 +5,7 @@ import { Registry } from 'prom-client';
 import { AppConfig } from '../config/app-config';
 import { validateEnv } from '../config/validate-env';
 import { testEnv } from '../../test/utils/test-env';
+import { parseActions, toolsOf } from '../actions/action-catalog';
 import { detectLanguage } from './language';
 import { LlmError } from './llm.client';
 import { LlmMetrics } from './llm.metrics';
@@ -354,5 +355,161 @@ describe('RECEPTIONIST_FILE validation', () => {
       `RECEPTIONIST_FILE: ${file}: texts.menu.en: missing or empty`,
       `RECEPTIONIST_FILE: ${file}: faq[0].answer: must be an object with en and ar texts`,
     ]);
+  });
+});
+
+describe('OfflineLlmClient: booking through the clinic actions when they are offered', () => {
+  const tools = toolsOf(parseActions(JSON.parse(readFileSync('config/examples/actions.clinic.json', 'utf8'))).actions);
+  type ClinicAnswer = { ok: boolean; status: number; result?: unknown };
+  type Clinic = (name: string, args: Record<string, any>) => ClinicAnswer;
+  const free = (date: string, times: string[]): ClinicAnswer => ({
+    ok: true,
+    status: 200,
+    result: {
+      date,
+      open: true,
+      slots: times.map((time, i) => ({ id: `${date}T${time}`, date, time, doctor: i % 2 ? 'Dr. Omar' : 'Dr. Sara' })),
+    },
+  });
+  const booked = (args: Record<string, any>): ClinicAnswer => ({
+    ok: true,
+    status: 201,
+    result: {
+      bookingId: 'B-7K2M9Q',
+      slotId: args.slotId,
+      date: args.slotId.slice(0, 10),
+      time: args.slotId.slice(11),
+      doctor: 'Dr. Omar',
+    },
+  });
+  const TOMORROW = new Date(Date.now() + 4 * 3600_000 + 86_400_000).toISOString().slice(0, 10);
+
+  /**
+   * Plays turns as the worker's tool loop does: calls go to `clinic`, their results come back as
+   * tool messages within the turn, and only the texts enter the history.
+   */
+  async function book(turns: string[], clinic: Clinic): Promise<{ replies: string[]; calls: [string, any][] }> {
+    const client = clientWith();
+    const history: HistoryEntry[] = [];
+    const replies: string[] = [];
+    const calls: [string, any][] = [];
+    for (const turn of turns) {
+      const request = { ...buildLlmRequest({ systemPrompt: 'system prompt', history, turnMessages: [turn] }), tools };
+      let reply = await client.complete(request);
+      for (let round = 0; reply.toolCalls && round < 4; round++) {
+        expect(reply.finishReason).toBe('tool_calls');
+        request.messages.push({ role: 'assistant', content: reply.content, toolCalls: reply.toolCalls });
+        for (const call of reply.toolCalls) {
+          const args = JSON.parse(call.arguments);
+          calls.push([call.name, args]);
+          request.messages.push({
+            role: 'tool',
+            toolCallId: call.id,
+            content: JSON.stringify(clinic(call.name, args)),
+          });
+        }
+        reply = await client.complete(request);
+      }
+      expect(reply.toolCalls).toBeUndefined();
+      history.push({ role: 'user', text: turn }, { role: 'assistant', text: reply.content });
+      replies.push(reply.content);
+    }
+    return { replies, calls };
+  }
+
+  const happyClinic: Clinic = (name, args) =>
+    name === 'find_free_slots' ? free(args.date, ['09:00', '09:30', '10:30']) : booked(args);
+
+  it('English: lists tomorrow’s free times instead of asking for one, and books the one picked by its number', async () => {
+    const { replies, calls } = await book(
+      ['I would like to book an appointment', 'Sara Ali', 'a dental check-up', '2'],
+      happyClinic,
+    );
+    expect(calls).toEqual([
+      ['find_free_slots', { date: TOMORROW }],
+      ['book_appointment', { slotId: `${TOMORROW}T09:30`, patientName: 'Sara Ali', reason: 'a dental check-up' }],
+    ]);
+    expect(replies[2]).toContain(`Thank you, noted. These times are free on `);
+    expect(replies[2]).toContain(`${TOMORROW}:`);
+    expect(replies[2]).toContain('\n1) 09:00 — Dr. Sara\n2) 09:30 — Dr. Omar\n3) 10:30 — Dr. Sara\n');
+    expect(replies[2].endsWith('Which time suits you? Reply with its number.')).toBe(true);
+    expect(replies[3]).toBe(
+      `Your appointment is booked, Sara Ali: ${TOMORROW} at 09:30 with Dr. Omar. Your booking number is B-7K2M9Q.`,
+    );
+  });
+
+  it('Arabic: the same booking, the slot picked with an Arabic-Indic digit, every reply in Arabic', async () => {
+    const { replies, calls } = await book(['أريد حجز موعد', 'اسمي أحمد', 'ألم في الأسنان', '٣'], happyClinic);
+    expect(calls.at(-1)).toEqual([
+      'book_appointment',
+      { slotId: `${TOMORROW}T10:30`, patientName: 'أحمد', reason: 'ألم في الأسنان' },
+    ]);
+    for (const reply of replies) expect(detectLanguage(reply.replace(/Dr\. \w+/g, ''))).toBe('ar');
+    expect(replies[2]).toContain('أي موعد يناسبك؟ أرسل رقمه.');
+    expect(replies[3]).toContain('تم حجز موعدك يا أحمد');
+    expect(replies[3]).toContain('B-7K2M9Q');
+  });
+
+  it('a time typed instead of a number picks that slot; an answer that names no listed slot lists them again', async () => {
+    const { replies, calls } = await book(
+      ['book please', 'Sara Ali', 'check-up', 'whenever', 'the 10:30 one'],
+      happyClinic,
+    );
+    expect(replies[3]).toMatch(/^Sorry, I did not understand that\. These times are free on .*\n1\) 09:00/s);
+    expect(calls.filter(([name]) => name === 'find_free_slots')).toHaveLength(2);
+    expect(calls.at(-1)).toEqual(['book_appointment', expect.objectContaining({ slotId: `${TOMORROW}T10:30` })]);
+    expect(replies[4]).toContain('at 10:30');
+  });
+
+  it('a slot taken meanwhile: says so, lists the free times again, and books the next pick with the same name and reason', async () => {
+    let taken = false;
+    const clinic: Clinic = (name, args) => {
+      if (name === 'find_free_slots') return free(args.date, taken ? ['10:30', '11:00'] : ['09:00', '10:30']);
+      if (args.slotId.endsWith('09:00')) {
+        taken = true;
+        return { ok: false, status: 409, result: undefined };
+      }
+      return booked(args);
+    };
+    const { replies, calls } = await book(['appointment', 'Sara Ali', 'check-up', '1', '2'], clinic);
+    expect(replies[3]).toMatch(
+      /^Sorry, that time has just been taken\. These times are free on .*\n1\) 10:30.*\n2\) 11:00/s,
+    );
+    expect(calls.at(-1)).toEqual([
+      'book_appointment',
+      { slotId: `${TOMORROW}T11:00`, patientName: 'Sara Ali', reason: 'check-up' },
+    ]);
+    expect(replies[4]).toContain('Your appointment is booked, Sara Ali');
+  });
+
+  it('a closed day moves to the next open one; no free time at all falls back to a preferred time the team confirms', async () => {
+    const closed: Clinic = (name, args) =>
+      args.date === TOMORROW
+        ? { ok: true, status: 200, result: { date: TOMORROW, open: false, slots: [], nextOpenDate: '2030-01-07' } }
+        : free(args.date, ['08:00']);
+    const open = await book(['appointment', 'Sara Ali', 'check-up'], closed);
+    expect(open.calls).toEqual([
+      ['find_free_slots', { date: TOMORROW }],
+      ['find_free_slots', { date: '2030-01-07' }],
+    ]);
+    expect(open.replies[2]).toContain('Monday 2030-01-07:\n1) 08:00');
+
+    const none = await book(['appointment', 'Sara Ali', 'check-up', 'Sunday evening'], (_n, args) =>
+      free(args.date, []),
+    );
+    expect(none.replies[2]).toContain(`I could not find a free time on `);
+    expect(none.replies[2]).toContain(ASK_TIME_EN);
+    expect(none.replies[3]).toContain('The Al Noor Clinic team will confirm the exact slot with you here shortly.');
+    expect(none.calls.map(([name]) => name)).toEqual(['find_free_slots']);
+  });
+
+  it('a booking the clinic did not confirm (an error, an unknown outcome) is left to the team, never asked again', async () => {
+    const failing: Clinic = (name, args) =>
+      name === 'find_free_slots' ? free(args.date, ['09:00']) : { ok: false, status: 500 };
+    const { replies, calls } = await book(['appointment', 'Sara Ali', 'check-up', '1'], failing);
+    expect(calls.filter(([name]) => name === 'book_appointment')).toHaveLength(1);
+    expect(replies[3]).toBe(
+      'I could not complete the booking in our system just now. The Al Noor Clinic team will confirm your appointment here shortly.',
+    );
   });
 });

@@ -12,7 +12,7 @@ export type WordList = (typeof WORD_LISTS)[number];
  * The receptionist's questions. Its state is read back from the history, so these double as
  * markers: the last one found in its previous reply is what the patient is answering now.
  */
-export const QUESTION_KEYS = ['askName', 'askReason', 'askTime', 'offerBooking'] as const;
+export const QUESTION_KEYS = ['askName', 'askReason', 'askTime', 'pickSlot', 'offerBooking'] as const;
 export type QuestionKey = (typeof QUESTION_KEYS)[number];
 
 export const TEXT_KEYS = [
@@ -24,6 +24,11 @@ export const TEXT_KEYS = [
   'thankName',
   'gotReason',
   'confirm',
+  'slotsOn',
+  'noSlots',
+  'bookedSlot',
+  'slotTaken',
+  'bookingPending',
   'urgent',
   'booked',
   'welcome',
@@ -54,10 +59,17 @@ const ALLOWED_PLACEHOLDERS: Record<TextKey, readonly string[]> = {
   askName: [],
   askReason: [],
   askTime: [],
+  pickSlot: [],
   offerBooking: [],
   thankName: ['clinicName', 'name'],
   gotReason: ['clinicName'],
   confirm: ['clinicName', 'name', 'reason', 'time'],
+  // From the clinic's answer to find_free_slots and book_appointment.
+  slotsOn: ['clinicName', 'date'],
+  noSlots: ['clinicName', 'date'],
+  bookedSlot: ['clinicName', 'name', 'date', 'time', 'doctor', 'bookingId'],
+  slotTaken: ['clinicName'],
+  bookingPending: ['clinicName'],
   urgent: ['clinicName', 'clinicPhone'],
   booked: ['clinicName'],
   welcome: ['clinicName'],

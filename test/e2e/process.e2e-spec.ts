@@ -185,10 +185,48 @@ describe('RECEPTIONIST_FILE at start-up (LLM_PROVIDER=offline)', () => {
       for (const problem of ['texts.menu.ar: missing or empty', 'faq[0].answer.en: missing or empty']) {
         expect(lines.some((l) => l.endsWith(`RECEPTIONIST_FILE: ${file}: ${problem}`))).toBe(true);
       }
+      expect(app.stderr()).not.toMatch(/^\s+at /m);
       expect(app.stdout()).not.toMatch(/tawasul started/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('ACTIONS_FILE at start-up', () => {
+  it('a broken catalog stops start-up: exit 1, one line per bad action naming the variable and the file, no stack trace', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tawasul-actions-'));
+    const catalog = JSON.parse(readFileSync('config/examples/actions.clinic.json', 'utf8'));
+    catalog.actions[0].method = 'FETCH';
+    catalog.actions[1].path = '/bookings/{slot}';
+    catalog.actions[2].parameters.properties.slotId.type = 'text';
+    const file = join(dir, 'actions.json');
+    writeFileSync(file, JSON.stringify(catalog));
+    try {
+      const app = await start({ ACTIONS_FILE: file, CLINIC_API_BASE_URL: 'http://127.0.0.1:9/clinic' });
+      expect((await app.waitExit(60_000)).code).toBe(1);
+      const lines = app.stderr().split('\n');
+      for (const problem of [
+        'actions[0] "find_free_slots": method: one of',
+        'actions[1] "book_appointment": path: {slot} must be a required string, integer or number parameter',
+        'actions[2] "reschedule_appointment": parameters:',
+      ]) {
+        expect({ problem, found: lines.some((l) => l.includes(`ACTIONS_FILE: ${file}: ${problem}`)) }).toEqual({
+          problem,
+          found: true,
+        });
+      }
+      expect(app.stderr()).not.toMatch(/^\s+at /m);
+      expect(app.stdout()).not.toMatch(/tawasul started/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a catalog named explicitly but missing stops start-up too (only the default file may be absent)', async () => {
+    const app = await start({ ACTIONS_FILE: '/nonexistent/actions.json', CLINIC_API_BASE_URL: 'http://127.0.0.1:9' });
+    expect((await app.waitExit(60_000)).code).toBe(1);
+    expect(app.stderr()).toMatch(/ACTIONS_FILE: cannot read \/nonexistent\/actions\.json .*ENOENT/);
   });
 });
 
