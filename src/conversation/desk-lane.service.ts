@@ -13,6 +13,7 @@ import { DeadLetters } from './dead-letters';
 import { type DeskStep } from './desk-steps';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
 import { type Lease, leaseUsable } from './turn.types';
+import { withJitter } from '../time/backoff';
 
 /** A step the desk refuses, or that waited longer than this, is dead-lettered: an outage of up to an hour is waited out. */
 const GIVE_UP_MS = 60 * 60 * 1000;
@@ -158,6 +159,6 @@ export class DeskLaneService implements OnModuleInit {
     this.logger.warn({ chat: this.hasher.hash(item.lane), op, kind: err.kind, err: err.message }, 'desk step failed');
     if (err.kind === 'rejected' || err.kind === 'not_found' || age > GIVE_UP_MS) return undefined;
     const base = err.kind === 'config' ? CONFIG_RETRY_MS : Math.min(Math.max(age / 2, RETRY_MIN_MS), RETRY_MAX_MS);
-    return Date.now() + Math.round(base * (0.8 + Math.random() * 0.4));
+    return Date.now() + withJitter(base);
   }
 }

@@ -16,6 +16,7 @@ import { DeskLaneService } from './desk-lane.service';
 import { StatusService } from './status.service';
 import { type RunOutcome } from './turn-outcome';
 import { type Lease } from './turn.types';
+import { exponentialMs } from '../time/backoff';
 
 /**
  * Handles one wake-up of a lane: respects its "not before" time, takes its lease (one turn at a
@@ -82,7 +83,7 @@ export class LaneRunner {
       this.metrics.turnFailures.inc({ outcome: 'retried' });
       this.logger.error({ chat, failures, err: err.message }, 'turn failed unexpectedly; retrying');
       // Parked, not only released: the sweeper would otherwise re-arm a turn in flight at once.
-      const at = Date.now() + FAILURE_BACKOFF_MS * 2 ** (failures - 1);
+      const at = Date.now() + exponentialMs(FAILURE_BACKOFF_MS, failures);
       return (await this.store.defer(lease, at)) ? { kind: 'deferred', at } : { kind: 'lost' };
     }
     this.metrics.turnFailures.inc({ outcome: 'dead_lettered' });

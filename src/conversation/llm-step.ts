@@ -18,6 +18,7 @@ import { OutboundRecords } from './outbound-records';
 import { deferredOrLost, LOST, type RunOutcome } from './turn-outcome';
 import { ActionRounds } from './action-rounds';
 import { leaseUsable, type TurnEscalation, type TurnMeta } from './turn.types';
+import { exponentialMs, withJitter } from '../time/backoff';
 
 export type LlmStepResult =
   /** `escalation`: an action of unknown outcome; the reply goes out, then a person takes over. */
@@ -157,7 +158,7 @@ export class LlmStep {
       turn.attempts = Math.max(turn.attempts, this.config.env.LLM_MAX_ATTEMPTS);
       return { kind: 'exhausted', text: this.canned.text('apology', ctx.language) };
     }
-    const at = Date.now() + Math.round(this.backoffMs(turn, err) * (0.8 + Math.random() * 0.4));
+    const at = Date.now() + withJitter(this.backoffMs(turn, err));
     return { kind: 'outcome', outcome: deferredOrLost(await this.store.defer(lease, at, turn), at) };
   }
 
@@ -165,9 +166,9 @@ export class LlmStep {
   private backoffMs(turn: TurnMeta, err: LlmError): number {
     if (err.kind === 'config') {
       turn.configFailures = (turn.configFailures ?? 0) + 1;
-      return Math.min(CONFIG_RETRY_MS * 2 ** (turn.configFailures - 1), 5 * 60_000);
+      return exponentialMs(CONFIG_RETRY_MS, turn.configFailures, 5 * 60_000);
     }
-    return this.config.env.LLM_BACKOFF_MS * 2 ** Math.max(turn.attempts - 1, 0);
+    return exponentialMs(this.config.env.LLM_BACKOFF_MS, turn.attempts);
   }
 
   /**

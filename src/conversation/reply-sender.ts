@@ -6,6 +6,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { ConversationStore } from './conversation.store';
 import { OutboundRecords } from './outbound-records';
 import { type Lease, leaseUsable, type StoredReply, type TurnMeta } from './turn.types';
+import { exponentialMs, withJitter } from '../time/backoff';
 /** A BSP outage of up to an hour is waited out; longer ones dead-letter. */
 export const SEND_GIVE_UP_MS = 60 * 60 * 1000;
 
@@ -16,8 +17,6 @@ export type SendStep =
 export const partKey = (turnId: string, index: number): string => `t.${turnId}.${index}`;
 export const isPartKey = (value: unknown): value is string =>
   typeof value === 'string' && /^t\.[\w-]+\.\d+$/.test(value);
-
-const jitter = (ms: number): number => Math.round(ms * (0.8 + Math.random() * 0.4));
 
 /**
  * Sends the stored reply part by part without ever sending a confirmed part twice:
@@ -120,7 +119,7 @@ export class ReplySender {
         this.metrics.sends.inc({ ...labels, outcome: 'retried' });
         // Configuration errors need a human: retry slowly until fixed (the alert gauge is raised).
         const base = err.kind === 'config' ? 30_000 : 1000;
-        return { kind: 'defer', at: now + jitter(Math.min(base * 2 ** (turn.sendFailures - 1), 5 * 60_000)) };
+        return { kind: 'defer', at: now + withJitter(exponentialMs(base, turn.sendFailures, 5 * 60_000)) };
       }
       case 'pair_rate':
         // 131056: only this recipient waits, 4^n seconds (n = consecutive failures, from 0).
