@@ -1,7 +1,8 @@
 import { classifyBspError, pairRateDelayMs, RETRY_LIMITS } from './bsp-error-taxonomy';
 import { type BspErrorKind } from './bsp-send.error';
 
-// The lists of SPEC §4.10 / PROTOCOLS.md §3, code by code. Most arrive with HTTP 400.
+// The classes of docs/integrations.md ("Error codes the app classifies"), code by code. Most arrive
+// with HTTP 400.
 const EXPECTED: Record<BspErrorKind, number[]> = {
   retry: [1, 2, 4, 80007, 130429, 131000, 131016, 131057, 133004],
   pair_rate: [131056],
@@ -32,7 +33,7 @@ describe('classifyBspError', () => {
       expect(classifyBspError({ metaCode: code, httpStatus: 400 })).toBe('permanent');
   });
 
-  it('follows PROTOCOLS.md for codes beyond the brief: 131048 and 132068 config, 132069 retry', () => {
+  it('classifies the codes beyond the main lists: 131048 and 132068 config, 132069 retry', () => {
     expect(classifyBspError({ metaCode: 131048, httpStatus: 400 })).toBe('config');
     expect(classifyBspError({ metaCode: 132068, httpStatus: 400 })).toBe('config');
     expect(classifyBspError({ metaCode: 132069, httpStatus: 400 })).toBe('retry');

@@ -1,8 +1,9 @@
 import { type BspErrorKind } from './bsp-send.error';
 
 /**
- * Meta error codes by the client action they call for (PROTOCOLS.md §3, SPEC §4.10). Meta answers
- * most errors, transient ones included, with HTTP 400, so the code decides, never the status alone.
+ * Meta error codes by the client action they call for (the table in docs/integrations.md). Meta
+ * answers most errors, transient ones included, with HTTP 400, so the code decides, never the
+ * status alone.
  */
 const RETRY_CODES: ReadonlySet<number> = new Set([
   1, // API Unknown: retried a couple of times only (RETRY_LIMITS)
@@ -48,7 +49,7 @@ const CONFIG_CODES: ReadonlySet<number> = new Set([
  */
 export const TEMPLATE_CONFIG_CODES: ReadonlySet<number> = new Set([132001, 132015, 132016]);
 
-/** Codes whose retries are bounded by PROTOCOLS.md §3; after that many retries, treat as permanent. */
+/** Codes Meta says to retry only a couple of times; after that many retries, treat as permanent. */
 export const RETRY_LIMITS: Readonly<Record<number, number>> = { 1: 2 };
 
 /** Transport errors that come from our own configuration (a bad URL or header), not the network. */

@@ -1,5 +1,5 @@
 /**
- * How the caller should react to a failed send (SPEC §4.10, PROTOCOLS.md §3):
+ * How the caller should react to a failed send (docs/integrations.md, docs/architecture.md §7):
  * - `retry`: transient (throttling, 5xx, network). Retry the part with backoff.
  * - `pair_rate`: 131056, too many messages to this one recipient. Delay only this chat by 4^n
  *   seconds (pairRateDelayMs); other chats are unaffected.
@@ -25,7 +25,7 @@ export interface BspSendErrorDetails {
   httpStatus?: number;
   fbtraceId?: string;
   /**
-   * Set when PROTOCOLS.md §3 limits retries for this code (code 1: "retry a couple of times, then
+   * Set when Meta advises only a few retries for this code (code 1: "retry a couple of times, then
    * treat as a bad request"): after this many retries treat the error as permanent.
    */
   retryLimit?: number;

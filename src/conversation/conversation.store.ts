@@ -83,8 +83,8 @@ export abstract class ConversationStore {
   /** Moves a chat's history and state to another chat id (number change); false when not moved. */
   abstract moveChat(lease: Lease, from: string, to: string): Promise<boolean>;
   /**
-   * Hands the chat to a human for `ttlSeconds` (at most 7 days: SPEC §5), or back to the bot with
-   * state 'bot'. Fenced like every turn write.
+   * Hands the chat to a human for `ttlSeconds` (at most 7 days: docs/operations.md, Retention), or
+   * back to the bot with state 'bot'. Fenced like every turn write.
    */
   abstract setHandoff(lease: Lease, chat: string, handoff: Handoff, ttlSeconds: number): Promise<boolean>;
   /** The desk record of a chat (desk lanes only write it). */

@@ -8,7 +8,7 @@ const peer = (file: string, name: string): unknown => {
   return all[name].entry[0].changes[0].value.messages[0];
 };
 
-describe('interpretMessage (SPEC §4.12, on pywa payloads)', () => {
+describe('interpretMessage (every inbound type, on pywa payloads)', () => {
   it.each([
     ['message.json', 'text', 'text'],
     ['message.json', 'image', 'media'],

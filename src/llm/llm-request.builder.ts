@@ -104,9 +104,10 @@ export function historyLength(request: LlmRequest): number {
 }
 
 /**
- * For the single "context too long → trim and retry once" retry (SPEC §4.7, LlmError kind
- * 'context'): the same request with the older half of its history dropped (the newer half kept,
- * rounded down). Returns null when there is no history left to drop: give up then, do not resend.
+ * For the single "context too long → trim and retry once" retry (LlmError kind 'context',
+ * docs/architecture.md §6): the same request with the older half of its history dropped (the newer
+ * half kept, rounded down). Returns null when there is no history left to drop: give up then, do
+ * not resend.
  */
 export function halveHistory(request: LlmRequest): LlmRequest | null {
   const count = historyLength(request);

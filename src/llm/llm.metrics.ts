@@ -4,8 +4,9 @@ import { LLM_FAILURE_KINDS, type LlmFailureKind } from './llm.client';
 const created = new WeakMap<Registry, LlmMetrics>();
 
 /**
- * The LLM metrics of SPEC §8 (and one more), registered on the process registry that MetricsService
- * serves. Created once per registry: prom-client refuses a second metric with the same name.
+ * The LLM metrics (README, Metrics: seconds, failures by kind, refused slots), registered on the
+ * process registry that MetricsService serves. Created once per registry: prom-client refuses a
+ * second metric with the same name.
  */
 export class LlmMetrics {
   readonly seconds: Histogram;

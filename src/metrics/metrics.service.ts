@@ -114,7 +114,7 @@ export class MetricsService {
 
   readonly possibleDuplicateSends = new Counter({
     name: 'tawasul_possible_duplicate_sends_total',
-    help: 'Resends after an unknown outcome whose status never arrived (SPEC 4.9)',
+    help: 'Resends after an unknown send outcome whose status never arrived: possible duplicates',
     registers: [this.registry],
   });
 

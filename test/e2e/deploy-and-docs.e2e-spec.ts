@@ -330,7 +330,7 @@ describe('.env.example', () => {
 });
 
 describe('config data files', () => {
-  it('pricing.json: dated tables in order, a rate for every market and category, the UAE within SPEC §6 ranges', () => {
+  it('pricing.json: dated tables in order, a rate for every market and category, the UAE within the published ranges', () => {
     const pricing = JSON.parse(read('config/pricing.json')) as Doc;
     const tables = pricing.tables as Doc[];
     const dates = tables.map((t) => t.effectiveFrom as string);
@@ -354,7 +354,7 @@ describe('config data files', () => {
     expect(ae.authentication).toBeLessThanOrEqual(0.018);
   });
 
-  it('escalation.json: the SPEC §4.13 keywords escalate on their own, and the human-request phrases are there', () => {
+  it('escalation.json: the required default keywords escalate on their own, and the human-request phrases are there', () => {
     const escalation = JSON.parse(read('config/escalation.json')) as Doc;
     const threshold = new EnvSchema().ESCALATION_THRESHOLD;
     for (const word of ['complaint', 'lawsuit', 'lawyer', 'refund', 'شكوى', 'محامي', 'قضية']) {

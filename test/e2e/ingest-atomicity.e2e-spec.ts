@@ -8,8 +8,9 @@ import { startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 
 /**
- * SPEC §4.2, for real: a Redis connection cut at any command of an ingest, before Redis ran it or
- * after (reply lost), never loses a message and never stores it twice once Meta retries.
+ * Dedup and enqueue as one atomic step (docs/architecture.md §2), for real: a Redis connection cut
+ * at any command of an ingest, before Redis ran it or after (reply lost), never loses a message
+ * and never stores it twice once Meta retries.
  *
  * The app talks to the real Redis through a RESP proxy that cuts every connection at the k-th
  * command. What k hits (measured on this code base; the test prints the table it saw):

@@ -5,9 +5,10 @@ import { inboxItems, startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 
 /**
- * SPEC §3 (503), §4.16 and §5: a Redis that goes away — killed, or frozen with SIGSTOP — gets a
- * fast 503 from the webhook, a 503 from readiness within 2 s, never a failed liveness, and the
- * app recovers by itself when Redis returns. Meta's retry of a refused message is stored once.
+ * The webhook's 503, the probes and the connection kinds (docs/operations.md): a Redis that goes
+ * away — killed, or frozen with SIGSTOP — gets a fast 503 from the webhook, a 503 from readiness
+ * within 2 s, never a failed liveness, and the app recovers by itself when Redis returns. Meta's
+ * retry of a refused message is stored once.
  */
 
 const INGEST_TIMEOUT_MS = 500;

@@ -258,7 +258,7 @@ describe('POST /webhook with BSP_PROVIDER=meta', () => {
     });
   });
 
-  describe('PROTOCOLS.md §1.3 test vectors', () => {
+  describe('Meta signature test vectors', () => {
     const emptyBody = '{"object":"whatsapp_business_account","entry":[]}';
     const arabicBody =
       '{"object":"whatsapp_business_account","entry":[{"id":"200000000000002","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"100000000000001"},"contacts":[{"profile":{"name":"\\u0645\\u062d\\u0645\\u062f"},"wa_id":"971500000001"}],"messages":[{"from":"971500000001","id":"wamid.TEST_IN_0001","timestamp":"1767225600","type":"text","text":{"body":"hi"}}]}}]}]}';

@@ -141,7 +141,8 @@ describe('conversations (debounce 1 s, history of 4)', () => {
   }, 120_000);
 
   /**
-   * Every inbound type of SPEC §4.12, from pywa's real-world-shaped payloads, one sender each.
+   * Every inbound type (docs/integrations.md, payload fields), from pywa's real-world-shaped
+   * payloads, one sender each.
    * llm: what the LLM must see (exact text, or checks of it); canned: the only reply, no LLM call;
    * nothing: no reply and no LLM call, but the turn ran (the chat state records the message).
    */

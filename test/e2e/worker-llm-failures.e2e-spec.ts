@@ -8,9 +8,9 @@ import { waitUntil } from '../utils/spawn-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 
 /**
- * The LLM failure policy of SPEC §4.7, end to end: one receiver, three worker processes, a fake
- * vLLM that fails in every way a real one does, and a fake Graph API that records what the
- * patient got. Exact counts are asserted only once the whole bot is quiet.
+ * The LLM failure policy (docs/architecture.md §6), end to end: one receiver, three worker
+ * processes, a fake vLLM that fails in every way a real one does, and a fake Graph API that records
+ * what the patient got. Exact counts are asserted only once the whole bot is quiet.
  */
 
 const BACKOFF_MS = 500;

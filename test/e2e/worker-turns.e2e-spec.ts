@@ -6,8 +6,9 @@ import { BotCluster } from '../utils/bot-cluster';
 import { envelope, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';
 
 /**
- * The heart of the product (SPEC §4.3–9) with one receiver and three worker processes sharing
- * one Redis: exact counts are asserted only once the whole bot is quiet.
+ * The heart of the product (docs/architecture.md: lanes, leases, turns, sends) with one receiver
+ * and three worker processes sharing one Redis: exact counts are asserted only once the whole bot
+ * is quiet.
  */
 describe('worker turns with three worker processes', () => {
   let bot: BotCluster;
