@@ -64,6 +64,13 @@ export class ActionRounds {
     return this.store.saveTurn(lease, turn);
   }
 
+  /** Some stored call has no stored result yet: settle() has work to do. */
+  pending(turn: TurnMeta): boolean {
+    return (turn.toolRounds ?? []).some((r, round) =>
+      r.calls.some((_c, index) => turn.toolResults?.[`${round}.${index}`] === undefined),
+    );
+  }
+
   /** Runs, in order, every stored call without a stored result, storing each result as it comes. */
   async settle(lease: Lease, turn: TurnMeta): Promise<SettleResult> {
     const results = (turn.toolResults ??= {});

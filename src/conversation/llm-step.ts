@@ -66,13 +66,11 @@ export class LlmStep {
     const { lease, turn } = ctx;
     // The fence makes the holder unique to this worker's attempt: a taken-over turn holds its own.
     const holder = `${turn.id}.${lease.fence}`;
-    if (!(await this.limiter.tryAcquire(holder, lease.lane))) {
-      // In line for a slot: a released slot wakes this chat; the recheck only covers a lost wake.
-      const at = Date.now() + SLOT_RECHECK_MS + Math.floor(Math.random() * 1000);
-      return { kind: 'outcome', outcome: deferredOrLost(await this.store.defer(lease, at, turn), at) };
-    }
+    // The slot is held for LLM calls only: a clinic's system may take seconds to answer, and the
+    // GPU would sit idle for every chat in line meanwhile. Taking it again before each call also
+    // renews it, so a turn of several rounds never outlives the slot's TTL.
+    let holding = false;
     try {
-      if (turn.attempts === 0) this.markRead(ctx);
       this.actions.countReused(turn);
       let request = this.request(ctx);
       for (;;) {
@@ -80,11 +78,22 @@ export class LlmStep {
         if (!leaseUsable(lease)) return { kind: 'outcome', outcome: LOST };
         // Calls stored but not run yet (this answer's, or a crashed attempt's) run before the LLM
         // sees their results; results stored earlier are reused, never called again.
-        const settled = await this.actions.settle(lease, turn);
-        if (settled === 'lost') return { kind: 'outcome', outcome: LOST };
-        if (settled === 'down') {
-          return await this.onFailure(ctx, new LlmError('error', "the clinic's system cannot be reached"));
+        if (this.actions.pending(turn)) {
+          if (holding) await this.releaseSlot(holder);
+          holding = false;
+          const settled = await this.actions.settle(lease, turn);
+          if (settled === 'lost') return { kind: 'outcome', outcome: LOST };
+          if (settled === 'down') {
+            return await this.onFailure(ctx, new LlmError('error', "the clinic's system cannot be reached"));
+          }
         }
+        if (!(await this.limiter.tryAcquire(holder, lease.lane))) {
+          // In line for a slot: a released slot wakes this chat; the recheck only covers a lost wake.
+          const at = Date.now() + SLOT_RECHECK_MS + Math.floor(Math.random() * 1000);
+          return { kind: 'outcome', outcome: deferredOrLost(await this.store.defer(lease, at, turn), at) };
+        }
+        if (!holding && turn.attempts === 0 && !turn.toolRounds?.length) this.markRead(ctx);
+        holding = true;
         try {
           const tools = this.actions.tools(turn);
           const reply = await this.llm.complete({
@@ -108,7 +117,7 @@ export class LlmStep {
         }
       }
     } finally {
-      await this.releaseSlot(holder);
+      if (holding) await this.releaseSlot(holder);
     }
   }
 

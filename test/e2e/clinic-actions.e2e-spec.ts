@@ -261,6 +261,33 @@ describe('clinic actions', () => {
     ).toBeGreaterThanOrEqual(1);
   }, 60_000);
 
+  it('the LLM slot is free while the clinic’s system works: held for each LLM call, not for the calls between', async () => {
+    const from = '971500007009';
+    const slots = `${bot.receiver.config.redisKeyRoot}:llm:slots`;
+    // Slots held now, by holders other than those already there (a killed worker's slot lives
+    // until its TTL): this chat's turn is the only one running.
+    const before = new Set(await bot.redis.zrangebyscore(slots, Date.now(), '+inf'));
+    const ours = async (): Promise<number> =>
+      (await bot.redis.zrangebyscore(slots, Date.now(), '+inf')).filter((m) => !before.has(m)).length;
+    const heldDuringLlm: number[] = [];
+    bot.llm.behaviourFor = (body) => {
+      void ours().then((n) => heldDuringLlm.push(n));
+      return toolResultsOf(body).length === 0
+        ? { toolCalls: [{ name: 'find_free_slots', arguments: { date: '2030-01-06' } }] }
+        : { content: 'The calendar is slow today; a colleague will send you the free times.' };
+    };
+    // The slots request is read and never answered: the call waits out its 2 s timeout.
+    clinic.hang('GET /api/slots');
+    expect((await bot.post(textPayload({ from, text: 'a slot on 6 January please' }))).status).toBe(200);
+    await clinic.waitForRequests('GET /api/slots', 1);
+    const heldDuringClinic = await ours();
+    await bot.graph.waitForSends(1, 30_000);
+    await bot.waitQuiet();
+    expect(heldDuringClinic).toBe(0);
+    expect(heldDuringLlm).toEqual([1, 1]);
+    expect(await ours()).toBe(0);
+  }, 60_000);
+
   it('a booking timing out after the request was written is not repeated: the chat is handed over', async () => {
     const from = '971500007005';
     clinic.hang('POST /api/bookings');
