@@ -462,6 +462,17 @@ describe('NODE_ENV=production', () => {
       expect(badVariables({ ...PRODUCTION, API_KEYS: `${'a'.repeat(16)},${'b'.repeat(40)}` })).toEqual([]);
     });
 
+    it('ADMIN_PASSWORD, on every role (they share one Secret), when set at all', () => {
+      for (const role of ['receiver', 'worker', 'all']) {
+        const line = lineFor({ APP_ROLE: role, ADMIN_PASSWORD: 'p'.repeat(15) }, 'ADMIN_PASSWORD');
+        expect(line).toBe('ADMIN_PASSWORD: must be at least 16 characters when NODE_ENV=production');
+        expect(badVariables({ ...PRODUCTION, APP_ROLE: role, ADMIN_PASSWORD: 'p'.repeat(16) })).toEqual([]);
+      }
+      // Unset or empty: no dashboard, so no password to guess.
+      expect(badVariables({ ...PRODUCTION, ADMIN_PASSWORD: undefined })).toEqual([]);
+      expect(badVariables({ ...PRODUCTION, ADMIN_PASSWORD: '' })).toEqual([]);
+    });
+
     it('short secrets are fine outside production', () => {
       expect(
         badVariables({
@@ -471,6 +482,7 @@ describe('NODE_ENV=production', () => {
           WHATSAPP_APP_SECRET: 's',
           WHATSAPP_VERIFY_TOKEN: 'v',
           API_KEYS: 'k',
+          ADMIN_PASSWORD: 'admin',
         }),
       ).toEqual([]);
     });
@@ -485,10 +497,19 @@ describe('NODE_ENV=production', () => {
       LLM_BASE_URL: 'http://vllm/v1',
       WHATSAPP_APP_SECRET: 'secret',
       API_KEYS: 'k1,k2',
+      ADMIN_PASSWORD: 'admin',
     });
     const names = err.lines.map((l) => l.split(':')[0]);
     expect([...names].sort()).toEqual(
-      ['API_KEYS', 'BSP_PROVIDER', 'LLM_BASE_URL', 'LOG_HASH_KEY', 'MANAGEMENT_PORT', 'WHATSAPP_APP_SECRET'].sort(),
+      [
+        'ADMIN_PASSWORD',
+        'API_KEYS',
+        'BSP_PROVIDER',
+        'LLM_BASE_URL',
+        'LOG_HASH_KEY',
+        'MANAGEMENT_PORT',
+        'WHATSAPP_APP_SECRET',
+      ].sort(),
     );
     for (const line of err.lines) expect(line).toMatch(/^[A-Z0-9_]+: [^\n]+$/);
   });

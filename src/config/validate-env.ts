@@ -1,7 +1,7 @@
 import { plainToInstance } from 'class-transformer';
 import { getMetadataStorage, type ValidationError, validateSync } from 'class-validator';
 import { EnvSchema } from './env.schema';
-import { productionProblems } from './production-env';
+import { productionProblems, SECRET_MIN_LENGTH } from './production-env';
 
 /** Thrown when the environment is invalid; `lines` holds one readable line per bad variable. */
 export class ConfigError extends Error {
@@ -47,6 +47,11 @@ export function validateEnv(raw: Record<string, unknown>): EnvSchema {
   }
   if (env.NODE_ENV === 'production') {
     for (const [key, reason] of productionProblems(env, raw)) add(key, reason);
+    // Basic auth on /admin/queues has no lockout, and the dashboard retries dead letters: its
+    // password must hold out against online guessing as the webhook secrets and API keys do.
+    if (env.ADMIN_PASSWORD !== undefined && env.ADMIN_PASSWORD.length < SECRET_MIN_LENGTH) {
+      add('ADMIN_PASSWORD', `must be at least ${SECRET_MIN_LENGTH} characters when NODE_ENV=production`);
+    }
   }
   if (problems.size > 0) throw new ConfigError([...problems].map(([key, reason]) => `${key}: ${reason}`));
   // The sandbox takes unsigned webhooks, so by default only this machine reaches it.

@@ -142,6 +142,31 @@ describe('operations: manifests, alerts and the dashboard against the app', () =
     expect(service.spec.ports.map((p: Doc) => p.targetPort)).toEqual(['http']);
   });
 
+  it('the management port (/metrics, and /admin/queues on receivers) is MANAGEMENT_PORT, open to monitoring only', () => {
+    const management = Number(ofKind('ConfigMap')[0].data.MANAGEMENT_PORT);
+    expect(management).toBeGreaterThan(0);
+    const policies = ofKind('NetworkPolicy');
+    for (const deployment of deployments) {
+      const name = deployment.metadata.name;
+      const port = containerPorts(deployment).find((p) => p.name === 'metrics');
+      expect({ name, port: port?.containerPort }).toEqual({ name, port: management });
+      const mine = policies.find((p) => matches(p.spec.podSelector.matchLabels, podLabels(deployment)));
+      const rules = (mine?.spec.ingress as Doc[]).filter((r) => (r.ports as Doc[]).some((p) => p.port === 'metrics'));
+      expect(rules.length).toBeGreaterThan(0);
+      // Every peer is the monitoring namespace (a podSelector may narrow it): no ipBlock, and no bare
+      // podSelector, which would admit the namespace's own pods.
+      for (const rule of rules) {
+        expect(rule.from?.length).toBeGreaterThan(0);
+        for (const peer of rule.from as Doc[])
+          expect({ name, namespace: peer.namespaceSelector?.matchLabels, ipBlock: peer.ipBlock }).toEqual({
+            name,
+            namespace: { 'kubernetes.io/metadata.name': 'monitoring' },
+            ipBlock: undefined,
+          });
+      }
+    }
+  });
+
   it('every variable the manifests set is one the app reads', () => {
     const known = new Set(envVariableNames());
     const set: string[] = [];
