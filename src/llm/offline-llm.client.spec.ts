@@ -48,7 +48,7 @@ const MENU_EN =
 const ASK_NAME_EN = 'May I have your full name, please?';
 const ASK_NAME_AR = 'هل يمكنني معرفة اسمك الكامل من فضلك؟';
 const ASK_TIME_EN = 'When would you like to come in? For example: tomorrow morning, or Sunday after 4 pm.';
-const HOURS_EN = 'Al Noor Clinic is open Monday to Saturday from 8 am to 10 pm, and on Sunday from 10 am to 6 pm.';
+const HOURS_EN = 'Al Noor Clinic is open Monday to Friday from 9 am to 5 pm, and closed on Saturday and Sunday.';
 
 describe('OfflineLlmClient: the booking flow', () => {
   it('English: greeting, name, reason, preferred time, then a confirmation that the clinic confirms the slot', async () => {

@@ -129,4 +129,13 @@ export class RedisKeys {
   chatTurns(chat: string): string {
     return `${this.root}:chat:${chat}:turns`;
   }
+
+  /**
+   * The sandbox's demo clinic (src/sandbox/demo-clinic.service.ts): `slots` (hash: taken slot id →
+   * booking id), `bookings` (hash: booking id → JSON), and `idem:<hash>` (the first answer to an
+   * Idempotency-Key). Each expires after a week without writes.
+   */
+  demoClinic(part: 'slots' | 'bookings' | `idem:${string}`): string {
+    return `${this.root}:democlinic:${part}`;
+  }
 }

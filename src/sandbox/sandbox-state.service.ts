@@ -8,6 +8,10 @@ import { RedisConnections } from '../redis/redis-connections.service';
 import { waitReady } from '../redis/redis-connections';
 import { RedisKeys } from '../redis/redis-keys';
 import { Clock } from '../time/clock';
+import { DEMO_CLINIC_PATH, type DemoBooking, DemoClinic } from './demo-clinic.service';
+
+/** The side panel lists this many of the demo clinic's bookings. */
+const PANEL_BOOKINGS = 10;
 
 /** What the page's side panel shows of one chat. */
 export interface SandboxChatState {
@@ -21,6 +25,12 @@ export interface SandboxChatState {
   /** The last turns, newest first: when each committed and how long the patient waited. */
   turns: { at: string; ms: number; outcome: string }[];
   history: { role: string; text: string; at: string }[];
+  /**
+   * The sandbox's demo clinic, when it serves one (AppConfig.demoClinic): its API's path and its
+   * upcoming bookings, the last booked or moved first. Every patient's: a booking names a patient,
+   * not a chat.
+   */
+  clinic: { api: string; bookings: DemoBooking[] } | null;
 }
 
 const iso = (ms: number | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
@@ -34,16 +44,18 @@ export class SandboxState {
     private readonly keys: RedisKeys,
     private readonly clock: Clock,
     private readonly config: AppConfig,
+    private readonly clinic: DemoClinic,
   ) {}
 
   async read(waId: string): Promise<SandboxChatState> {
     const lane = this.laneOf(waId);
     await this.ready();
     const redis = this.connections.ingest;
-    const [chat, micros, timings] = await Promise.all([
+    const [chat, micros, timings, bookings] = await Promise.all([
       this.store.readChat(lane),
       redis.get(this.keys.chatCost(lane)),
       redis.lrange(this.keys.chatTurns(lane), 0, -1),
+      this.config.demoClinic ? this.clinic.latest(PANEL_BOOKINGS) : undefined,
     ]);
     const { state, history, handoff } = chat;
     const window = serviceWindow(state.lastInboundTs, this.clock.now());
@@ -59,6 +71,7 @@ export class SandboxState {
         return { at: new Date(t.at).toISOString(), ms: t.ms, outcome: t.outcome };
       }),
       history: history.map((entry) => ({ role: entry.role, text: entry.text, at: new Date(entry.at).toISOString() })),
+      clinic: bookings ? { api: DEMO_CLINIC_PATH, bookings } : null,
     };
   }
 

@@ -3,6 +3,8 @@ import { type AppRole, servesHttpApi } from '../app-role';
 import { AppConfig } from '../config/app-config';
 import { RedisConversationStore } from '../conversation/redis-conversation.store';
 import { Pricing } from '../costs/pricing';
+import { DemoClinicController } from './demo-clinic.controller';
+import { DemoClinic } from './demo-clinic.service';
 import { SandboxAssets } from './sandbox-assets';
 import { SandboxController } from './sandbox.controller';
 import { SandboxState } from './sandbox-state.service';
@@ -23,7 +25,8 @@ export class SandboxModule {
     if (!sandboxEnabled(role, config)) return { module: SandboxModule };
     return {
       module: SandboxModule,
-      controllers: [SandboxController],
+      // The demo clinic API only where ClinicActions was pointed at it (AppConfig.clinicApiBaseUrl).
+      controllers: config.demoClinic ? [SandboxController, DemoClinicController] : [SandboxController],
       providers: [
         RedisConversationStore.provider('ingest'),
         // Only the rate table: the ledger (CostsModule) would open a worker connection for nothing.
@@ -35,6 +38,7 @@ export class SandboxModule {
         { provide: SandboxAssets, useFactory: () => new SandboxAssets() },
         SandboxState,
         SandboxStreams,
+        DemoClinic,
       ],
     };
   }

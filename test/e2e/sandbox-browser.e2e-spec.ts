@@ -2,6 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { sandboxOutboxKey, type SandboxOutboxEntry } from '../../src/bsp/sandbox-bsp.client';
+import { clinicNow, isWorkingDay } from '../../src/sandbox/demo-clinic.calendar';
 import { waitUntil } from '../utils/spawn-app';
 import { startTestApp, type TestApp } from '../utils/test-app';
 
@@ -231,6 +232,48 @@ describeInBrowser(`the /sandbox page in Chromium${CHROMIUM ? '' : ` (skipped: ${
     await page.click('#resolve');
     await page.waitForSelector('#resolve', { state: 'hidden' });
     expect(await page.textContent('#st-handoff')).toBe('bot');
+    expect(problems).toEqual([]);
+  });
+
+  it("the side panel lists the demo clinic's bookings as text, read again when a reply arrives", async () => {
+    expect(await page.isVisible('#clinic')).toBe(true);
+    expect(await page.textContent('#clinic .clinic-api')).toBe('demo clinic API: /sandbox/clinic');
+    const day = Array.from({ length: 7 }, (_, i) => clinicNow(Date.now() + (7 + i) * 24 * 3600_000).date).find(
+      isWorkingDay,
+    )!;
+    const name = '<img src=x onerror=alert(1)> ليلى';
+    const res = await fetch(`${t.url}/sandbox/clinic/bookings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ slotId: `${day}T09:30`, patientName: name }),
+    });
+    expect(res.status).toBe(201);
+    const { bookingId } = (await res.json()) as { bookingId: string };
+    // No refresh click: the reply to this message makes the page read the state again.
+    await send('Thank you');
+    await waitForReplies(1);
+    const booking = page.locator(`#bookings li[data-booking-id="${bookingId}"]`);
+    await booking.waitFor({ timeout: 10_000 });
+    expect(await booking.locator('.booking-when').textContent()).toMatch(/ 09:30$/);
+    expect(await booking.locator('.booking-id').textContent()).toBe(bookingId);
+    expect(await booking.locator('.booking-patient').textContent()).toBe(name);
+    expect(await booking.locator('.booking-who').textContent()).toBe(`${name} · Dr. Omar Khalil`);
+    expect(await count('#bookings img')).toBe(0);
+    expect(await page.isHidden('#bookings-empty')).toBe(true);
+    expect(dialogs).toEqual([]);
+
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.click('#toggle-panel');
+    await page.waitForTimeout(300);
+    const fits = await page.evaluate(() => {
+      const card = document.getElementById('clinic')!.getBoundingClientRect();
+      return card.left >= 0 && card.right <= window.innerWidth && document.documentElement.scrollWidth <= 390;
+    });
+    expect(fits).toBe(true);
+    await page.locator('#clinic').scrollIntoViewIfNeeded();
+    await shot('sandbox-phone-bookings.png');
+    await page.click('#close-panel');
+    await page.setViewportSize({ width: 1280, height: 800 });
     expect(problems).toEqual([]);
   });
 });

@@ -49,6 +49,8 @@ describe('GET /sandbox exists only with the sandbox BSP, on receivers and all', 
         '/sandbox/api/config',
         '/sandbox/api/state?waId=971500000001',
         '/sandbox/api/events?waId=971500000001',
+        '/sandbox/clinic/slots?date=2030-01-07',
+        '/sandbox/clinic/appointments?patientName=Sara',
       ]) {
         const res = await get(t, path);
         await res.text();
@@ -250,6 +252,20 @@ describe('GET /sandbox with the sandbox BSP, role all', () => {
     expect(shown.turns[0].ms).toBeLessThan(15_000);
     expect(shown.history.map((h: { role: string }) => h.role)).toEqual(['user', 'assistant']);
     expect(shown.history[0].text).toBe('مرحبا، أريد حجز موعد');
+
+    // The sandbox's demo clinic: its API's path and its upcoming bookings, every patient's.
+    expect(shown.clinic.api).toBe('/sandbox/clinic');
+    expect(Array.isArray(shown.clinic.bookings)).toBe(true);
+    const booked = await get(t, '/sandbox/clinic/bookings', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ slotId: '2030-01-07T09:00', patientName: 'مريم علي', reason: 'cleaning' }),
+    });
+    expect(booked.status).toBe(201);
+    const booking = await booked.json();
+    const after = await state(me);
+    expect(after.clinic.bookings[0]).toEqual(booking);
+    expect(after.clinic.bookings[0]).toMatchObject({ date: '2030-01-07', time: '09:00', patientName: 'مريم علي' });
   });
 
   it('keeps the last 10 turn timings, newest first, as long as the history', async () => {

@@ -1,4 +1,3 @@
-import { type AddressInfo } from 'node:net';
 import { type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Redis } from 'ioredis';
 import { AppConfig } from '../../src/config/app-config';
@@ -6,6 +5,7 @@ import { validateEnv } from '../../src/config/validate-env';
 import { createApp } from '../../src/http/create-app';
 import { RedisKeys } from '../../src/redis/redis-keys';
 import { masterOfSlot } from './redis-cluster';
+import { freePort } from './spawn-app';
 import { signBody } from './sign';
 import { testEnv } from './test-env';
 
@@ -27,13 +27,28 @@ export interface TestApp {
 /**
  * Starts the real app (the production createApp wiring) in this process on a free loopback port,
  * with its own REDIS_PREFIX. close() stops it and deletes its keys, and only its keys.
+ * The port is the one its config names: the app reaches itself there (the sandbox's demo clinic,
+ * AppConfig.clinicApiBaseUrl), so a port the config does not know would send those calls elsewhere.
  */
 export async function startTestApp(overrides: Record<string, string | undefined> = {}): Promise<TestApp> {
-  const config = new AppConfig(validateEnv(testEnv(overrides)));
-  const app = await createApp(config);
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const { port } = app.getHttpServer().address() as AddressInfo;
-  const url = `http://127.0.0.1:${port}`;
+  for (let attempt = 1; ; attempt++) {
+    const port = overrides.PORT ?? String(await freePort());
+    const config = new AppConfig(validateEnv(testEnv({ ...overrides, PORT: port })));
+    const app = await createApp(config);
+    try {
+      await app.listen({ port: config.env.PORT, host: '127.0.0.1' });
+    } catch (err) {
+      await app.close();
+      // Taken between freePort and listen: another one.
+      if (!overrides.PORT && attempt < 3 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
+      throw err;
+    }
+    return withHelpers(app, config);
+  }
+}
+
+async function withHelpers(app: NestFastifyApplication, config: AppConfig): Promise<TestApp> {
+  const url = `http://127.0.0.1:${config.env.PORT}`;
   const redis = await assertionClient(config).catch(async (err: unknown) => {
     await app.close();
     throw err;

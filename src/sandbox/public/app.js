@@ -37,6 +37,10 @@
     cost: $('st-cost'),
     turns: $('turns'),
     turnsEmpty: $('turns-empty'),
+    clinicCard: $('clinic'),
+    clinicApi: $('clinic-api'),
+    bookings: $('bookings'),
+    bookingsEmpty: $('bookings-empty'),
     refresh: $('refresh'),
     togglePanel: $('toggle-panel'),
     closePanel: $('close-panel'),
@@ -426,6 +430,40 @@
     }
   };
 
+  /** A booking's day and time as the clinic wrote them (its own time zone), not converted to this one. */
+  const slotLabel = (booking) => {
+    const [y, m, d] = booking.date.split('-').map(Number);
+    const date = new Date(Date.UTC(y, m - 1, d)).toLocaleDateString([], {
+      weekday: 'short',
+      day: 'numeric',
+      month: 'short',
+      timeZone: 'UTC',
+    });
+    return `${date} ${booking.time}`;
+  };
+
+  /** The demo clinic's upcoming bookings (every patient's: a booking names a patient, not a chat). */
+  const renderClinic = (clinic) => {
+    el.clinicCard.hidden = !clinic;
+    if (!clinic) return;
+    el.clinicApi.textContent = clinic.api;
+    el.bookings.replaceChildren();
+    for (const booking of clinic.bookings) {
+      const li = make('li', 'booking');
+      li.dataset.bookingId = booking.bookingId;
+      li.appendChild(make('span', 'booking-when', slotLabel(booking)));
+      li.appendChild(make('span', 'booking-id', booking.bookingId));
+      const who = make('span', 'booking-who');
+      const name = make('bdi', 'booking-patient', booking.patientName);
+      who.appendChild(name);
+      who.appendChild(document.createTextNode(` · ${booking.doctor}`));
+      li.appendChild(who);
+      el.bookings.appendChild(li);
+    }
+    el.bookings.hidden = clinic.bookings.length === 0;
+    el.bookingsEmpty.hidden = clinic.bookings.length > 0;
+  };
+
   const renderState = (state) => {
     lastState = state;
     renderWindow();
@@ -452,6 +490,7 @@
     }
     el.turns.hidden = state.turns.length === 0;
     el.turnsEmpty.hidden = state.turns.length > 0;
+    renderClinic(state.clinic);
   };
 
   const fetchState = async () => {
