@@ -73,3 +73,27 @@ describe('targetOf', () => {
     expect(targetOf(find, { slotId: 'a&b=c' }, base)).toEqual({ path: '/api/slots?slotId=a%26b%3Dc' });
   });
 });
+
+describe('argument schemas with a format', () => {
+  it('compile (strict mode knows the standard formats) and validate by them', () => {
+    const { actions, problems } = parseActions({
+      actions: [
+        {
+          name: 'remind',
+          description: 'Sets a reminder.',
+          method: 'POST',
+          path: '/reminders',
+          sideEffects: true,
+          parameters: {
+            type: 'object',
+            properties: { at: { type: 'string', format: 'date-time' }, email: { type: 'string', format: 'email' } },
+            required: ['at'],
+          },
+        },
+      ],
+    });
+    expect(problems).toEqual([]);
+    expect(actions[0].validate({ at: '2030-01-06T09:00:00Z', email: 'a@example.com' })).toBe(true);
+    expect(actions[0].validate({ at: 'next tuesday' })).toBe(false);
+  });
+});

@@ -1,4 +1,5 @@
 import Ajv, { type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
 import { type LlmTool } from '../llm/llm.client';
 
 export const ACTION_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
@@ -27,11 +28,26 @@ export interface ClinicAction {
 }
 
 // OpenAI's rule for function names; also keeps names safe as metric labels.
-const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const ACTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 // A path is fixed text plus placeholders: no query, fragment, scheme or dot segment of its own.
 const PATH = /^\/[A-Za-z0-9\-._~/{}]*$/;
 const FIELDS = ['name', 'description', 'parameters', 'method', 'path', 'sideEffects', 'timeoutMs'];
+
+/**
+ * How every argument schema is compiled, whichever source declares it. strict: a schema keyword
+ * misspelt would otherwise validate nothing, silently.
+ */
+export const SCHEMA_OPTIONS = { allErrors: true, strict: true } as const;
+
+/**
+ * With the standard `format`s (date, date-time, email, uuid…): strict mode refuses a schema that
+ * uses one it does not know, and generated schemas (an MCP server's, often) use them.
+ */
+export function withFormats<T extends Ajv>(ajv: T): T {
+  addFormats(ajv);
+  return ajv;
+}
 
 /**
  * Validates the parsed ACTIONS_FILE (`{ "actions": [ … ] }`) and compiles each schema once.
@@ -44,8 +60,7 @@ export function parseActions(json: unknown): { actions: ClinicAction[]; problems
   if (typeof json !== 'object' || json === null || Array.isArray(json) || !Array.isArray(list)) {
     return { actions: [], problems: ['must be a JSON object { "actions": [ … ] }'] };
   }
-  // strict: a schema keyword the clinic misspelt would otherwise validate nothing, silently.
-  const ajv = new Ajv({ allErrors: true, strict: true });
+  const ajv = withFormats(new Ajv(SCHEMA_OPTIONS));
   const actions: ClinicAction[] = [];
   const seen = new Set<string>();
   list.forEach((raw: unknown, i) => {
@@ -56,7 +71,7 @@ export function parseActions(json: unknown): { actions: ClinicAction[]; problems
     const extra = Object.keys(entry).filter((k) => !k.startsWith('_') && !FIELDS.includes(k));
     if (extra.length > 0) return fail(`unknown field "${extra[0]}"; known: ${FIELDS.join(', ')}`);
     const { name, description, parameters, method, path, sideEffects, timeoutMs } = entry;
-    if (typeof name !== 'string' || !NAME.test(name)) return fail('name: 1-64 letters, digits, _ or -');
+    if (typeof name !== 'string' || !ACTION_NAME.test(name)) return fail('name: 1-64 letters, digits, _ or -');
     if (seen.has(name)) return fail('name: declared twice');
     seen.add(name);
     if (typeof description !== 'string' || description.trim() === '') return fail('description: missing or empty');

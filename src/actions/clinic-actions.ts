@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Injectable } from '@nestjs/common';
+import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { type Logger } from 'pino';
-import { AppConfig } from '../config/app-config';
+import { AppConfig, DEMO_ACTIONS_FILE } from '../config/app-config';
 import { EnvSchema } from '../config/env.schema';
 import { type LlmTool, type LlmToolCall } from '../llm/llm.client';
 import { LlmSetupError } from '../llm/llm-setup.error';
@@ -11,16 +11,21 @@ import { MetricsService } from '../metrics/metrics.service';
 import { type ToolResult } from '../conversation/turn.types';
 import { type ClinicAction, parseActions, toolsOf } from './action-catalog';
 import { clinicHttp, type ClinicHttpOutcome } from './clinic-http';
+import { McpTools } from './mcp-tools';
+import {
+  capped,
+  invalid,
+  MAX_RESULT_CHARS,
+  timedOut,
+  UNAVAILABLE_STATUSES,
+  unavailable,
+  unknownOutcome,
+} from './tool-result';
 
-/** The most of a clinic's answer the LLM reads: enough for a list of slots, not a database dump. */
-export const MAX_RESULT_CHARS = 6000;
+export { MAX_RESULT_CHARS, UNKNOWN_OUTCOME_TEXT } from './tool-result';
+
 /** Arguments longer than this are not a booking; they are refused before any parsing. */
 const MAX_ARGUMENT_CHARS = 16_000;
-
-export const UNKNOWN_OUTCOME_TEXT = 'unknown — do not repeat; tell the patient a person will confirm';
-
-/** Statuses that mean the clinic's system is down, not that it refused the request. */
-const UNAVAILABLE_STATUSES = new Set([502, 503, 504]);
 
 /** Where one call runs: the turn it belongs to, for the Idempotency-Key. */
 export interface ActionCallContext {
@@ -30,75 +35,127 @@ export interface ActionCallContext {
 }
 
 /**
- * The clinic's declared actions (ACTIONS_FILE): read and validated at start-up, offered to the LLM
- * as tools, and run against CLINIC_API_BASE_URL. The model chooses an action and its arguments,
- * never a URL: the target is the declared path with validated, URL-encoded values.
+ * The clinic's actions from both sources, under one set of rules: the declared actions
+ * (ACTIONS_FILE), read and validated at start-up and run against CLINIC_API_BASE_URL, and the
+ * tools of the MCP server at MCP_SERVER_URL (McpTools). Both are offered to the LLM as tools; every
+ * call is validated against its schema here before anything is sent. The model chooses an action
+ * and its arguments, never a URL: the target is the declared path with validated, URL-encoded values.
  * Arguments and results are patient data: they are returned to the caller, never logged.
  */
 @Injectable()
-export class ClinicActions {
+export class ClinicActions implements OnModuleInit {
   private readonly actions = new Map<string, ClinicAction>();
   private readonly base?: URL;
-  readonly tools: LlmTool[];
+  private readonly declaredTools: LlmTool[];
   private readonly logger: Logger;
 
   constructor(
     private readonly config: AppConfig,
     private readonly metrics: MetricsService,
     appLogger: AppLogger,
+    private readonly mcp: McpTools,
   ) {
     this.logger = appLogger.child('actions');
-    const actions = loadActions(config.env);
+    const actions = loadActions(config);
     for (const action of actions) this.actions.set(action.name, action);
-    this.tools = toolsOf(actions);
+    this.declaredTools = toolsOf(actions);
     if (actions.length > 0) {
-      if (!config.env.CLINIC_API_BASE_URL) {
+      const base = config.clinicApiBaseUrl;
+      if (!base) {
         throw new LlmSetupError(
           `CLINIC_API_BASE_URL: is required when ACTIONS_FILE (${config.env.ACTIONS_FILE}) declares actions`,
         );
       }
-      this.base = new URL(config.env.CLINIC_API_BASE_URL);
+      this.base = new URL(base);
     }
   }
 
+  /** The MCP server's tools are listed here (a name clash with a declared action refuses the start). */
+  async onModuleInit(): Promise<void> {
+    await this.mcp.start(new Set(this.actions.keys()));
+  }
+
+  /** Declared actions first, then the MCP server's tools once listed. */
+  get tools(): LlmTool[] {
+    const listed = this.mcp.tools;
+    return listed.length > 0 ? [...this.declaredTools, ...listed] : this.declaredTools;
+  }
+
   get enabled(): boolean {
-    return this.actions.size > 0;
+    return this.actions.size > 0 || this.mcp.tools.length > 0;
   }
 
   /** Whether a call of this name changes something at the clinic (unknown names do not run at all). */
   sideEffects(name: string): boolean {
-    return this.actions.get(name)?.sideEffects ?? false;
+    return this.actions.get(name)?.sideEffects ?? this.mcp.tool(name)?.sideEffects ?? false;
   }
 
   /**
    * Runs one call: validated against its schema first (an invalid call gets an error result the
-   * LLM can correct, and no request is made), then one HTTP request. Never throws.
+   * LLM can correct, and no request is made), then one HTTP request or one MCP `tools/call`.
+   * Never throws.
    */
   async run(call: LlmToolCall, at: ActionCallContext): Promise<ToolResult> {
     const action = this.actions.get(call.name);
-    const label = action?.name ?? 'unknown';
-    if (!action) {
-      return this.count(
-        label,
-        invalid(`there is no action "${call.name}"; use one of: ${[...this.actions.keys()].join(', ')}`),
-      );
+    const tool = action ? undefined : this.mcp.tool(call.name);
+    const label = action?.name ?? tool?.name ?? 'unknown';
+    if (!action && !tool) {
+      // A stored call from a worker that had the MCP tools, here before their listing: call later.
+      if (this.mcp.pending) return this.count(label, unavailable());
+      const names = [...this.actions.keys(), ...this.mcp.names];
+      return this.count(label, invalid(`there is no action "${call.name}"; use one of: ${names.join(', ')}`));
     }
     const args = parseArguments(call.arguments);
     if (typeof args === 'string') return this.count(label, invalid(args));
-    if (!action.validate(args)) {
-      const errors = (action.validate.errors ?? [])
+    const validate = action?.validate ?? tool!.validate;
+    if (!validate(args)) {
+      const errors = (validate.errors ?? [])
         .map((e) => `${e.instancePath || '(arguments)'} ${e.message ?? 'is invalid'}`)
         .join('; ');
       return this.count(label, invalid(`the arguments do not match the action's parameters: ${errors}`));
     }
-    const target = targetOf(action, args, this.base!);
-    if (typeof target === 'string') return this.count(label, invalid(target));
+    // The same key for every retry of this call, across workers: the clinic books it once.
+    const key = `${at.turnId}.${at.round}.${at.index}`;
+    let send: () => Promise<ToolResult>;
+    if (action) {
+      const target = targetOf(action, args, this.base!);
+      if (typeof target === 'string') return this.count(label, invalid(target));
+      send = () => this.overHttp(action, target, key);
+    } else {
+      send = () => this.mcp.call(tool!, args, tool!.sideEffects ? key : undefined);
+    }
+    const started = performance.now();
+    const result = await send();
+    const seconds = (performance.now() - started) / 1000;
+    this.metrics.actionSeconds.observe({ action: label }, seconds);
+    this.logger.info(
+      {
+        action: label,
+        source: action ? 'http' : 'mcp',
+        outcome: result.outcome,
+        status: result.status,
+        ms: Math.round(seconds * 1000),
+      },
+      'clinic action',
+    );
+    return this.count(label, result);
+  }
+
+  /** A stored result used again by a retried turn: counted, not called. */
+  reused(name: string): void {
+    const known = this.actions.has(name) || this.mcp.tool(name) !== undefined;
+    this.metrics.actions.inc({ action: known ? name : 'unknown', outcome: 'reused' });
+  }
+
+  private async overHttp(
+    action: ClinicAction,
+    target: { path: string; body?: string },
+    key: string,
+  ): Promise<ToolResult> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (target.body !== undefined) headers['content-type'] = 'application/json';
     if (this.config.env.CLINIC_API_TOKEN) headers.authorization = `Bearer ${this.config.env.CLINIC_API_TOKEN}`;
-    // The same key for every retry of this call, across workers: the clinic books it once.
-    if (action.sideEffects) headers['idempotency-key'] = `${at.turnId}.${at.round}.${at.index}`;
-    const started = performance.now();
+    if (action.sideEffects) headers['idempotency-key'] = key;
     const outcome = await clinicHttp({
       base: this.base!,
       method: action.method,
@@ -107,19 +164,7 @@ export class ClinicActions {
       body: target.body,
       timeoutMs: action.timeoutMs,
     });
-    const seconds = (performance.now() - started) / 1000;
-    this.metrics.actionSeconds.observe({ action: label }, seconds);
-    const result = resultOf(action, outcome);
-    this.logger.info(
-      { action: label, outcome: result.outcome, status: result.status, ms: Math.round(seconds * 1000) },
-      'clinic action',
-    );
-    return this.count(label, result);
-  }
-
-  /** A stored result used again by a retried turn: counted, not called. */
-  reused(name: string): void {
-    this.metrics.actions.inc({ action: this.actions.has(name) ? name : 'unknown', outcome: 'reused' });
+    return resultOf(action, outcome);
   }
 
   private count(action: string, result: ToolResult): ToolResult {
@@ -128,25 +173,25 @@ export class ClinicActions {
   }
 }
 
-/** ACTIONS_FILE read once; the default file may be absent (no actions), a file named explicitly not. */
-function loadActions(env: EnvSchema): ClinicAction[] {
-  const file = env.ACTIONS_FILE;
+/**
+ * ACTIONS_FILE read once; the default file may be absent (no actions, or the demo clinic's catalog
+ * in the sandbox), a file named explicitly not.
+ */
+function loadActions(config: AppConfig, file = config.env.ACTIONS_FILE): ClinicAction[] {
   const path = resolve(file);
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && file === new EnvSchema().ACTIONS_FILE) return [];
+    if (code === 'ENOENT' && file === new EnvSchema().ACTIONS_FILE) {
+      return config.demoClinic ? loadActions(config, DEMO_ACTIONS_FILE) : [];
+    }
     throw new LlmSetupError(`ACTIONS_FILE: cannot read ${file} (${path}): ${code ?? (err as Error).message}`);
   }
   const { actions, problems } = parseActions(json);
   if (problems.length > 0) throw new LlmSetupError(problems.map((p) => `ACTIONS_FILE: ${file}: ${p}`).join('\n'));
   return actions;
-}
-
-function invalid(error: string): ToolResult {
-  return { outcome: 'invalid', content: JSON.stringify({ ok: false, error }) };
 }
 
 function parseArguments(raw: string): Record<string, unknown> | string {
@@ -197,32 +242,15 @@ export function targetOf(
 
 function resultOf(action: ClinicAction, outcome: ClinicHttpOutcome): ToolResult {
   if (outcome.kind === 'failed') {
-    if (action.sideEffects && outcome.written) {
-      return { outcome: 'unknown', content: JSON.stringify({ ok: false, outcome: UNKNOWN_OUTCOME_TEXT }) };
-    }
-    if (outcome.timedOut) {
-      return {
-        outcome: 'timeout',
-        content: JSON.stringify({ ok: false, error: "the clinic's system did not answer in time" }),
-      };
-    }
-    return {
-      outcome: 'unavailable',
-      content: JSON.stringify({ ok: false, error: "the clinic's system cannot be reached right now" }),
-    };
+    if (action.sideEffects && outcome.written) return unknownOutcome();
+    return outcome.timedOut ? timedOut() : unavailable();
   }
   const { status } = outcome;
   const body = parseBody(outcome.body);
   if (status >= 200 && status < 300) {
     return { outcome: 'ok', status, content: capped({ ok: true, status, result: body }) };
   }
-  if (UNAVAILABLE_STATUSES.has(status)) {
-    return {
-      outcome: 'unavailable',
-      status,
-      content: JSON.stringify({ ok: false, status, error: "the clinic's system is unavailable right now" }),
-    };
-  }
+  if (UNAVAILABLE_STATUSES.has(status)) return unavailable(status);
   return { outcome: 'error', status, content: capped({ ok: false, status, error: body }) };
 }
 
@@ -233,11 +261,4 @@ function parseBody(text: string): unknown {
   } catch {
     return text.slice(0, MAX_RESULT_CHARS);
   }
-}
-
-/** The result as JSON text the LLM reads, cut (and said so) when the clinic answered too much. */
-function capped(value: Record<string, unknown>): string {
-  const text = JSON.stringify(value);
-  if (text.length <= MAX_RESULT_CHARS) return text;
-  return JSON.stringify({ ...value, result: undefined, error: undefined, truncated: text.slice(0, MAX_RESULT_CHARS) });
 }

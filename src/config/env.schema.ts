@@ -184,11 +184,31 @@ export class EnvSchema {
   @IsString()
   CLINIC_API_TOKEN?: string;
 
-  /** Accepted for an MCP source of actions, which is not built yet (docs/actions.md). */
+  /**
+   * An MCP server (Streamable HTTP) whose tools are offered beside the declared actions, under the
+   * same rules (docs/actions.md, "MCP source"). Listed at start-up by every process that runs turns.
+   */
   @Transform(emptyToUndefined)
   @IsOptional()
   @Matches(/^https?:\/\/\S+$/, { message: 'must be an http(s) URL' })
   MCP_SERVER_URL?: string;
+
+  /** Sent to the MCP server as a Bearer token. */
+  @Transform(emptyToUndefined)
+  @IsOptional()
+  @IsString()
+  MCP_SERVER_TOKEN?: string;
+
+  /**
+   * One MCP tool call's limit, and the limit of connecting and listing: MCP tools declare none of
+   * their own. A side-effecting call that reached the server and did not answer in time is never
+   * repeated: the chat is handed over.
+   */
+  @Type(() => Number)
+  @IsInt({ message: 'must be a whole number of milliseconds between 100 and 60000' })
+  @Min(100, { message: 'must be a whole number of milliseconds between 100 and 60000' })
+  @Max(60000, { message: 'must be a whole number of milliseconds between 100 and 60000' })
+  MCP_TIMEOUT_MS = 10000;
 
   /** Rounds of action calls in one turn before the LLM must answer without them. */
   @Type(() => Number)
@@ -326,6 +346,7 @@ export class EnvSchema {
   @IsString()
   LOG_HASH_KEY?: string;
 
+  /** Turns /admin/queues on; 16+ characters in production (validate-env.ts). */
   @Transform(emptyToUndefined)
   @IsOptional()
   @IsString()

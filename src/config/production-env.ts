@@ -11,6 +11,7 @@ const PEER_URLS = [
   'LLM_BASE_URL',
   'CHATWOOT_BASE_URL',
   'CLINIC_API_BASE_URL',
+  'MCP_SERVER_URL',
 ] as const;
 const SECRETS = [
   'WHATSAPP_APP_SECRET',

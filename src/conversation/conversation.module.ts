@@ -7,6 +7,7 @@ import { EscalationDeskModule } from '../escalation/escalation.module';
 import { LlmModule } from '../llm/llm.module';
 import { QueueModule } from '../queue/queue.module';
 import { ClinicActions } from '../actions/clinic-actions';
+import { McpTools } from '../actions/mcp-tools';
 import { ActionRounds } from './action-rounds';
 import { AgentTurnService } from './agent-turn.service';
 import { ApiSendTurn } from './api-send-turn';
@@ -42,6 +43,7 @@ export class ConversationModule {
         HandoverPlanner,
         DeskLaneService,
         LlmStep,
+        McpTools,
         ClinicActions,
         ActionRounds,
         ReplySender,
