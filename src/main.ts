@@ -10,7 +10,7 @@ import { SHUTDOWN_CLOSE_LIMIT_MS } from './health/shutdown-limits';
 import { createApp } from './http/create-app';
 import { AppLogger, routeConsoleToLog } from './logging/app-logger';
 import { startManagementServer, stopManagementServer } from './metrics/management-server';
-import { isConnectionError } from './redis/redis-connections';
+import { isConnectionError } from './redis/redis-client';
 import { RedisConnections } from './redis/redis-connections.service';
 
 /** Reads the environment (plus .env when present), or exits 1 with one line per bad variable. */

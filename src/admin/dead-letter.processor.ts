@@ -16,7 +16,7 @@ import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
 import { DEAD_LETTERS_QUEUE } from '../queue/queue.constants';
 import { REQUEUE_SCRIPT } from '../queue/requeue.script';
-import { isConnectionError, type RedisClient } from '../redis/redis-connections';
+import { isConnectionError, type RedisClient } from '../redis/redis-client';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
 

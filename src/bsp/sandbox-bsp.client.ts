@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Logger } from 'pino';
 import { type AppLogger } from '../logging/app-logger';
-import { type RedisClient, waitReady } from '../redis/redis-connections';
+import { type RedisClient, waitReady } from '../redis/redis-client';
 import { type RedisKeys } from '../redis/redis-keys';
 import {
   BspClient,

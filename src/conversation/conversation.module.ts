@@ -21,7 +21,7 @@ import { OutboundRecords } from './outbound-records';
 import { Reengagement } from './reengagement';
 import { RedisConversationStore } from './redis-conversation.store';
 import { ReplySender } from './reply-sender';
-import { StatusService } from './status.service';
+import { StatusLaneService } from './status-lane.service';
 import { Sweeper } from './sweeper';
 import { TurnProcessor } from './turn.processor';
 
@@ -47,7 +47,7 @@ export class ConversationModule {
         ClinicActions,
         ActionRounds,
         ReplySender,
-        StatusService,
+        StatusLaneService,
         DeadLetters,
         LaneRunner,
         Sweeper,

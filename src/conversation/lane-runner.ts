@@ -13,7 +13,7 @@ import { SLOT_WAKE_TAG } from './llm-step';
 import { ChatTurnService } from './chat-turn.service';
 import { ConversationStore } from './conversation.store';
 import { DeskLaneService } from './desk-lane.service';
-import { StatusService } from './status.service';
+import { StatusLaneService } from './status-lane.service';
 import { type RunOutcome } from './turn-outcome';
 import { type Lease } from './turn.types';
 import { exponentialMs } from '../time/backoff';
@@ -31,7 +31,7 @@ export class LaneRunner {
   constructor(
     private readonly store: ConversationStore,
     private readonly chats: ChatTurnService,
-    private readonly statuses: StatusService,
+    private readonly statuses: StatusLaneService,
     private readonly desks: DeskLaneService,
     private readonly wakeUps: WakeUpService,
     private readonly deadLetters: DeadLetters,

@@ -4,7 +4,7 @@ import { CostLedger } from '../costs/cost-ledger';
 import { Pricing } from '../costs/pricing';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
-import { type RedisClient } from '../redis/redis-connections';
+import { type RedisClient } from '../redis/redis-client';
 import { Clock } from '../time/clock';
 import { type Lease } from './turn.types';
 

@@ -5,7 +5,7 @@ import { type IngestItem } from '../dedup/ingest-item';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { deskLaneOf } from '../queue/queue.constants';
 import { RedisKeys } from '../redis/redis-keys';
-import { type RedisClient } from '../redis/redis-connections';
+import { type RedisClient } from '../redis/redis-client';
 import { ConversationStore, type DeskRecord, type TurnCommit, TURN_TIMINGS_KEPT } from './conversation.store';
 import {
   ACQUIRE,

@@ -6,7 +6,7 @@ import { AppConfig } from '../config/app-config';
 import { HealthState } from '../health/health-state';
 import { JOB_FINISH_LIMIT_MS, settlesWithin } from '../health/shutdown-limits';
 import { AppLogger } from '../logging/app-logger';
-import { isConnectionError } from '../redis/redis-connections';
+import { isConnectionError } from '../redis/redis-client';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { laneKind, SWEEPER_SCHEDULER_ID, TURNS_QUEUE, TurnJob, type WakeJobData } from '../queue/queue.constants';
 import { LaneRunner } from './lane-runner';

@@ -3,7 +3,7 @@ import { AppConfig } from '../config/app-config';
 import { MetricsService } from '../metrics/metrics.service';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
-import { type RedisClient, waitReady } from '../redis/redis-connections';
+import { type RedisClient, waitReady } from '../redis/redis-client';
 import {
   COST_SIDES,
   CostLedger,

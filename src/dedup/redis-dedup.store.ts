@@ -3,7 +3,7 @@ import { AppConfig } from '../config/app-config';
 import { ENQUEUE_ONCE_SCRIPT, INGEST_SCRIPT } from '../queue/ingest.script';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
-import { type RedisClient, waitReady } from '../redis/redis-connections';
+import { type RedisClient, waitReady } from '../redis/redis-client';
 import { DedupStore } from './dedup.store';
 import { type IngestItem, type IngestResult } from './ingest-item';
 

@@ -3,7 +3,7 @@ import { type Logger } from 'pino';
 import { AppConfig } from '../config/app-config';
 import { AppLogger } from '../logging/app-logger';
 import { RedisConnections } from '../redis/redis-connections.service';
-import { type RedisClient, waitReady } from '../redis/redis-connections';
+import { type RedisClient, waitReady } from '../redis/redis-client';
 import { RedisKeys } from '../redis/redis-keys';
 import { LlmMetrics } from './llm.metrics';
 

@@ -2,7 +2,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
 import { type Queue } from 'bullmq';
 import { AppLogger } from '../logging/app-logger';
-import { isConnectionError } from '../redis/redis-connections';
+import { isConnectionError } from '../redis/redis-client';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { DEAD_LETTERS_QUEUE, TURNS_QUEUE } from './queue.constants';
 

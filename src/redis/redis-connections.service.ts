@@ -4,7 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { REDIS_QUIT_LIMIT_MS, settlesWithin } from '../health/shutdown-limits';
 import { AppLogger } from '../logging/app-logger';
 import { OutageLog } from '../logging/outage-log';
-import { createRedisClient, type ConnectionKind, type RedisClient } from './redis-connections';
+import { createRedisClient, type ConnectionKind, type RedisClient } from './redis-client';
 
 /**
  * Owns the process's Redis connections, created on first use (a worker never opens an ingest

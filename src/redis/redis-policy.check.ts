@@ -3,7 +3,7 @@ import { type Logger } from 'pino';
 import { AppConfig } from '../config/app-config';
 import { AppLogger } from '../logging/app-logger';
 import { RedisConnections } from './redis-connections.service';
-import { type RedisClient, waitReady } from './redis-connections';
+import { type RedisClient, waitReady } from './redis-client';
 
 export class UnsafeRedisError extends Error {}
 

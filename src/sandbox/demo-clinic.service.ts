@@ -5,7 +5,7 @@ import { ApiError } from '../api/api-error';
 import { AppConfig } from '../config/app-config';
 import { AppLogger } from '../logging/app-logger';
 import { RedisConnections } from '../redis/redis-connections.service';
-import { type RedisClient, waitReady } from '../redis/redis-connections';
+import { type RedisClient, waitReady } from '../redis/redis-client';
 import { RedisKeys } from '../redis/redis-keys';
 import { Clock } from '../time/clock';
 import {

@@ -5,7 +5,7 @@ import { ConversationStore } from '../conversation/conversation.store';
 import { serviceWindow } from '../conversation/service-window';
 import { chatLane } from '../queue/queue.constants';
 import { RedisConnections } from '../redis/redis-connections.service';
-import { waitReady } from '../redis/redis-connections';
+import { waitReady } from '../redis/redis-client';
 import { RedisKeys } from '../redis/redis-keys';
 import { Clock } from '../time/clock';
 import { DEMO_CLINIC_PATH, type DemoBooking, DemoClinic } from './demo-clinic.service';

@@ -7,7 +7,7 @@ import { sandboxEventsChannel, type SandboxOutboxEntry } from '../bsp/sandbox-bs
 import { Pricing } from '../costs/pricing';
 import { AppLogger } from '../logging/app-logger';
 import { RedisConnections } from '../redis/redis-connections.service';
-import { type RedisClient } from '../redis/redis-connections';
+import { type RedisClient } from '../redis/redis-client';
 import { RedisKeys } from '../redis/redis-keys';
 import { Clock } from '../time/clock';
 import { pageEventOf, type PriceOf } from './sandbox-events';

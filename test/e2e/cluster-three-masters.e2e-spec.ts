@@ -1,7 +1,7 @@
 import { Cluster } from 'ioredis';
 import { AppConfig } from '../../src/config/app-config';
 import { validateEnv } from '../../src/config/validate-env';
-import { createRedisClient, waitReady } from '../../src/redis/redis-connections';
+import { createRedisClient, waitReady } from '../../src/redis/redis-client';
 import { RedisConnections } from '../../src/redis/redis-connections.service';
 import { chatLane, statusLane } from '../../src/queue/queue.constants';
 import { BotCluster } from '../utils/bot-cluster';

@@ -36,7 +36,7 @@ interface StatusRaw {
  * exists are retried for a while, then counted as orphans (another system may send on the number).
  */
 @Injectable()
-export class StatusService {
+export class StatusLaneService {
   private readonly logger: Logger;
 
   constructor(
