@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { BspClient } from '../bsp/bsp.client';
 import { BspSendError } from '../bsp/bsp-send.error';
+import { pairRateDelayMs } from '../bsp/bsp-error-taxonomy';
 import { MetricsService } from '../metrics/metrics.service';
 import { ConversationStore } from './conversation.store';
 import { OutboundRecords } from './outbound-records';
@@ -122,9 +123,14 @@ export class ReplySender {
         return { kind: 'defer', at: now + withJitter(exponentialMs(base, turn.sendFailures, 5 * 60_000)) };
       }
       case 'pair_rate':
-        // 131056: only this recipient waits, 4^n seconds (n = consecutive failures, from 0).
+        // 131056: only this recipient waits, 4^n seconds (n = consecutive failures, from 0, the
+        // wait capped at 4^5 s), and, like any other retry, not past the turn's give-up time.
+        if (expired) {
+          this.metrics.sends.inc({ ...labels, outcome: 'failed' });
+          return { kind: 'failed', error: err };
+        }
         this.metrics.sends.inc({ ...labels, outcome: 'retried' });
-        return { kind: 'defer', at: now + 1000 * 4 ** Math.min(turn.pairRateFailures++, 5) };
+        return { kind: 'defer', at: now + pairRateDelayMs(Math.min(turn.pairRateFailures++, 5)) };
       case 'window_closed':
         this.metrics.windowClosed.inc({ source: 'send' });
         this.metrics.sends.inc({ ...labels, outcome: 'failed' });
