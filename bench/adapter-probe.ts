@@ -23,6 +23,7 @@ import {
   type LoadResult,
   ServerProcess,
   SignedMessages,
+  appEntry,
   bareProcess,
   benchSettings,
   deletePrefix,
@@ -145,9 +146,9 @@ async function spawnProbeTargets(work: BenchWork, redisUrl: string): Promise<Pro
     const env = { REDIS_URL: redisUrl, PORT: String(port), REDIS_PREFIX: prefix, PROBE_WORK: work };
     add(`nest-${adapter}`, prefix, new ServerProcess(`nest-${adapter}`, `http://127.0.0.1:${port}`, args, env));
   }
-  if (work === 'full' && process.env.PROBE_WITH_RECEIVER !== '0' && existsSync('dist/main.js')) {
+  if (work === 'full' && process.env.PROBE_WITH_RECEIVER !== '0' && existsSync(appEntry())) {
     prefix = runPrefix('probe_ours');
-    add('ours', prefix, receiverProcess('ours', prefix, await freePort(), redisUrl));
+    add('ours', prefix, await receiverProcess('ours', prefix, await freePort(), redisUrl));
   }
   return targets;
 }

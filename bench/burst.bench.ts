@@ -3,7 +3,7 @@
  *
  * 1. N chats × 1 message with a fake LLM of latency L, one worker process with
  *    WORKER_CONCURRENCY >= N and TURN_DEBOUNCE_MS=0: time from the first webhook to the last reply,
- *    next to the ideal (L) and to the seed's synchronous failure mode (N × L).
+ *    next to the ideal (L) and to the synchronous design's N × L (each webhook waits for its reply).
  * 2. The pipeline's own overhead with an instant LLM: webhook-to-send p50/p99.
  * 3. The same burst under the LLM concurrency cap (BURST_CAP, 32): last reply next to
  *    ceil(N / cap) x L + 1 s, the slowest chat next to the fair share plus one round, and the Redis
@@ -12,22 +12,70 @@
  * Runs the built app (dist/main.js) as a receiver process and a worker process against the Redis
  * at REDIS_URL (default 127.0.0.1:6379) under a prefix of its own, deleted afterwards.
  * Knobs: BURST_CHATS (200), BURST_LATENCY_MS (3000), OVERHEAD_MESSAGES (400), OVERHEAD_RATE (100/s),
- * BURST_CAP (32).
+ * BURST_CAP (32); BENCH_QUICK=1 makes them 20, 1000, 50, 50 and 8.
  */
-import { benchEnv, freePort, percentile, post, startApp } from './bench-apps';
 import { Redis } from 'ioredis';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';
+import {
+  benchEnv,
+  commandCalls,
+  commandsPerTurn,
+  freePort,
+  percentile,
+  post,
+  quickMode,
+  startApp,
+  stopApp,
+} from './bench-apps';
+import { deletePrefix, numberEnv } from './load.harness';
 
-const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback) || fallback;
+export interface BurstOptions {
+  chats: number;
+  latencyMs: number;
+  overheadMessages: number;
+  /** Messages per second in the overhead run: paced so that the worker is not saturated. */
+  overheadRate: number;
+  cap: number;
+  redisUrl: string;
+}
 
-async function main(): Promise<void> {
-  const chats = num('BURST_CHATS', 200);
-  const latency = num('BURST_LATENCY_MS', 3000);
-  const overheadMessages = num('OVERHEAD_MESSAGES', 400);
-  const overheadRate = num('OVERHEAD_RATE', 100);
-  const cap = num('BURST_CAP', 32);
-  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+export interface BurstFigures {
+  options: BurstOptions;
+  /** From the first webhook to the last 200. */
+  ackedMs: number;
+  /** Uncapped: from the first webhook to the last reply. */
+  lastReplyMs: number;
+  /** What the synchronous design takes: N × L. */
+  synchronousMs: number;
+  maxInFlight: number;
+  overhead: { p50: number; p99: number; max: number };
+  capped: {
+    lastReplyMs: number;
+    /** ceil(N / cap) × L + 1 s. */
+    boundMs: number;
+    medianWaitMs: number;
+    /** The fair share plus one round: (ceil(N / cap) + 1) × L. */
+    fairShareMs: number;
+    maxInFlight: number;
+    commandsPerTurn: number;
+    topCommands: string;
+  };
+}
+
+export function burstOptions(quick = quickMode()): BurstOptions {
+  return {
+    chats: numberEnv('BURST_CHATS', quick ? 20 : 200),
+    latencyMs: numberEnv('BURST_LATENCY_MS', quick ? 1000 : 3000),
+    overheadMessages: numberEnv('OVERHEAD_MESSAGES', quick ? 50 : 400),
+    overheadRate: numberEnv('OVERHEAD_RATE', quick ? 50 : 100),
+    cap: numberEnv('BURST_CAP', quick ? 8 : 32),
+    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+  };
+}
+
+export async function run(options: BurstOptions = burstOptions()): Promise<BurstFigures> {
+  const { chats, latencyMs: latency, overheadMessages, overheadRate, cap, redisUrl } = options;
   const prefix = `bench_burst_${process.pid}`;
   const llm = await FakeLlmServer.start();
   const graph = await FakeGraphServer.start({ accessToken: 'bench-token' });
@@ -47,6 +95,7 @@ async function main(): Promise<void> {
   );
   const receiver = startApp('receiver', { ...env, PORT: String(await freePort()) });
   let worker = startApp('worker', { ...env, PORT: String(await freePort()) });
+  const stats = new Redis(redisUrl);
   try {
     await Promise.all([receiver.ready, worker.ready]);
 
@@ -58,6 +107,7 @@ async function main(): Promise<void> {
     const acked = Date.now() - t0;
     await graph.waitForSends(chats, 10 * 60_000);
     const burst = Math.max(...senders.map((s) => sentAt.get(s) ?? Infinity)) - t0;
+    const maxInFlight = llm.maxInFlight;
 
     // 2. Overhead with an instant LLM, paced so the worker is not saturated.
     llm.latencyMs = 0;
@@ -85,68 +135,68 @@ async function main(): Promise<void> {
       'seed synchronous mode (N x L)',
       `${chats * latency} ms  (ours is ${((chats * latency) / burst).toFixed(0)}x faster)`,
     );
-    line('LLM calls in flight at most', String(llm.maxInFlight));
+    line('LLM calls in flight at most', String(maxInFlight));
     console.log(`\npipeline overhead, instant LLM: ${overheadMessages} messages at ${overheadRate}/s, webhook -> send`);
     line('p50', `${percentile(delays, 50)} ms`);
     line('p99', `${percentile(delays, 99)} ms`);
     line('max', `${delays[delays.length - 1]} ms`);
 
     // 3. The burst under the concurrency cap, on a worker started with it.
-    worker.child.kill('SIGTERM');
-    await new Promise((resolve) => worker.child.once('exit', resolve));
+    await stopApp(worker);
     worker = startApp('worker', { ...env, LLM_MAX_CONCURRENCY: String(cap), PORT: String(await freePort()) });
     await worker.ready;
     llm.latencyMs = latency;
     llm.maxInFlight = 0;
     graph.reset();
     sentAt.clear();
-    const stats = new Redis(redisUrl);
-    const commands = async (): Promise<Map<string, number>> => {
-      const info = await stats.info('commandstats');
-      return new Map([...info.matchAll(/cmdstat_([\w|]+):calls=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
-    };
     const capped = Array.from({ length: chats }, (_, i) => `97153${String(1000000 + i)}`);
-    const commandsBefore = await commands();
+    const commandsBefore = await commandCalls(stats);
     const t1 = Date.now();
     await Promise.all(capped.map((from) => post(receiver.url, from, 'Hello, I would like an appointment')));
     await graph.waitForSends(chats, 10 * 60_000);
-    const commandsAfter = await commands();
-    const used = [...commandsAfter].map(([name, calls]) => [name, calls - (commandsBefore.get(name) ?? 0)] as const);
-    const commandsUsed = used.reduce((sum, [, calls]) => sum + calls, 0);
-    const top = used
-      .filter(([, calls]) => calls > 0)
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 8)
-      .map(([name, calls]) => `${name} ${(calls / chats).toFixed(1)}`)
-      .join(', ');
-    stats.disconnect();
+    const commands = commandsPerTurn(commandsBefore, await commandCalls(stats), chats);
     const waits = capped.map((s) => (sentAt.get(s) ?? Infinity) - t1).sort((a, b) => a - b);
     const rounds = Math.ceil(chats / cap);
+    const figures: BurstFigures = {
+      options,
+      ackedMs: acked,
+      lastReplyMs: burst,
+      synchronousMs: chats * latency,
+      maxInFlight,
+      overhead: { p50: percentile(delays, 50), p99: percentile(delays, 99), max: delays[delays.length - 1] },
+      capped: {
+        lastReplyMs: waits[waits.length - 1],
+        boundMs: rounds * latency + 1000,
+        medianWaitMs: percentile(waits, 50),
+        fairShareMs: (rounds + 1) * latency,
+        maxInFlight: llm.maxInFlight,
+        commandsPerTurn: commands.total,
+        topCommands: commands.top,
+      },
+    };
     console.log(`\nbench:burst — the same burst with LLM_MAX_CONCURRENCY=${cap} (${rounds} rounds of ${latency} ms)`);
-    line('first webhook -> last reply', `${waits[waits.length - 1]} ms`);
-    line('bound: ceil(N / cap) x L + 1 s', `${rounds * latency + 1000} ms`);
-    line('median chat waited', `${percentile(waits, 50)} ms`);
-    line('slowest chat vs fair share + one round', `${waits[waits.length - 1]} ms vs ${(rounds + 1) * latency} ms`);
-    line('LLM calls in flight at most', String(llm.maxInFlight));
-    line('Redis commands per turn (all processes)', (commandsUsed / chats).toFixed(1));
-    line('  the most frequent, per turn', top);
+    line('first webhook -> last reply', `${figures.capped.lastReplyMs} ms`);
+    line('bound: ceil(N / cap) x L + 1 s', `${figures.capped.boundMs} ms`);
+    line('median chat waited', `${figures.capped.medianWaitMs} ms`);
+    line(
+      'slowest chat vs fair share + one round',
+      `${figures.capped.lastReplyMs} ms vs ${figures.capped.fairShareMs} ms`,
+    );
+    line('LLM calls in flight at most', String(figures.capped.maxInFlight));
+    line('Redis commands per turn (all processes)', commands.total.toFixed(1));
+    line('  the most frequent, per turn', commands.top);
+    return figures;
   } finally {
-    receiver.child.kill('SIGTERM');
-    worker.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 1500));
-    const redis = new Redis(redisUrl);
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `\\{${prefix}\\}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-    redis.disconnect();
+    await Promise.all([stopApp(receiver), stopApp(worker)]);
+    await deletePrefix(stats, prefix);
+    stats.disconnect();
     await Promise.all([llm.close(), graph.close()]);
   }
 }
 
-main().catch((err: Error) => {
-  console.error(err);
-  process.exit(1);
-});
+if (require.main === module) {
+  run().catch((err: Error) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -19,52 +19,22 @@ import { chatLane } from '../src/queue/queue.constants';
 import { RedisKeys } from '../src/redis/redis-keys';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';
-import { benchEnv, freePort, PHONE_NUMBER_ID, post, startApp } from './bench-apps';
-
-const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback) || fallback;
-
-async function commandCalls(redis: Redis): Promise<Map<string, number>> {
-  const info = await redis.info('commandstats');
-  return new Map([...info.matchAll(/cmdstat_([\w|]+):calls=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
-}
-
-/** Calls per turn between two readings: the total and the most frequent commands. */
-function perTurn(
-  before: Map<string, number>,
-  after: Map<string, number>,
-  turns: number,
-): { total: number; top: string } {
-  const used = [...after]
-    .map(([name, calls]) => [name, calls - (before.get(name) ?? 0)] as const)
-    .filter(([, c]) => c > 0);
-  const total = used.reduce((sum, [, c]) => sum + c, 0) / turns;
-  const top = used
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, 10)
-    .map(([name, c]) => `${name} ${(c / turns).toFixed(1)}`)
-    .join(', ');
-  return { total, top };
-}
+import {
+  benchEnv,
+  commandCalls,
+  commandsPerTurn,
+  freePort,
+  PHONE_NUMBER_ID,
+  post,
+  quickMode,
+  startApp,
+  stopApp,
+} from './bench-apps';
+import { cpuSecondsOf, deletePrefix, numberEnv } from './load.harness';
 
 async function usedMemory(redis: Redis): Promise<number> {
   const info = await redis.info('memory');
   return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
-}
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const { readFile } = await import('node:fs/promises');
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `\\{${prefix}\\}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== '0');
 }
 
 async function throughput(redisUrl: string, prefix: string, messages: number, redis: Redis) {
@@ -76,11 +46,8 @@ async function throughput(redisUrl: string, prefix: string, messages: number, re
   try {
     await Promise.all([receiver.ready, worker.ready]);
     const senders = Array.from({ length: messages }, (_, i) => `97154${String(1000000 + i)}`);
-    const [calls0, receiverCpu0, workerCpu0] = await Promise.all([
-      commandCalls(redis),
-      cpuSeconds(receiver.child.pid!),
-      cpuSeconds(worker.child.pid!),
-    ]);
+    const calls0 = await commandCalls(redis);
+    const [receiverCpu0, workerCpu0] = [cpuSecondsOf(receiver.child.pid!), cpuSecondsOf(worker.child.pid!)];
     const t0 = Date.now();
     for (let i = 0; i < senders.length; i += 50) {
       await Promise.all(
@@ -89,12 +56,8 @@ async function throughput(redisUrl: string, prefix: string, messages: number, re
     }
     await graph.waitForSends(messages, 10 * 60_000);
     const seconds = (Date.now() - t0) / 1000;
-    const [calls1, receiverCpu1, workerCpu1] = await Promise.all([
-      commandCalls(redis),
-      cpuSeconds(receiver.child.pid!),
-      cpuSeconds(worker.child.pid!),
-    ]);
-    const commands = perTurn(calls0, calls1, messages);
+    const [receiverCpu1, workerCpu1] = [cpuSecondsOf(receiver.child.pid!), cpuSecondsOf(worker.child.pid!)];
+    const commands = commandsPerTurn(calls0, await commandCalls(redis), messages, 10);
     return {
       turnsPerSecond: messages / seconds,
       commandsPerTurn: commands.total,
@@ -103,9 +66,7 @@ async function throughput(redisUrl: string, prefix: string, messages: number, re
       workerCpuMsPerTurn: ((workerCpu1 - workerCpu0) * 1000) / messages,
     };
   } finally {
-    receiver.child.kill('SIGTERM');
-    worker.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 1500));
+    await Promise.all([stopApp(receiver), stopApp(worker)]);
     await Promise.all([llm.close(), graph.close()]);
   }
 }
@@ -151,10 +112,25 @@ async function memoryPerChat(redisUrl: string, prefix: string, chats: number, re
   return { bytesPerChat: (after - before) / chats, dedupBytes };
 }
 
-async function main(): Promise<void> {
-  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-  const messages = num('CAPACITY_MESSAGES', 2000);
-  const chats = num('CAPACITY_CHATS', 1000);
+export interface CapacityOptions {
+  messages: number;
+  chats: number;
+  redisUrl: string;
+}
+
+export type CapacityFigures = Awaited<ReturnType<typeof throughput>> &
+  Awaited<ReturnType<typeof memoryPerChat>> & { options: CapacityOptions };
+
+export function capacityOptions(quick = quickMode()): CapacityOptions {
+  return {
+    messages: numberEnv('CAPACITY_MESSAGES', quick ? 200 : 2000),
+    chats: numberEnv('CAPACITY_CHATS', quick ? 100 : 1000),
+    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+  };
+}
+
+export async function run(options: CapacityOptions = capacityOptions()): Promise<CapacityFigures> {
+  const { redisUrl, messages, chats } = options;
   const prefix = `bench_capacity_${process.pid}`;
   const redis = new Redis(redisUrl);
   try {
@@ -170,6 +146,7 @@ async function main(): Promise<void> {
     line('  the most frequent, per turn', t.topCommands);
     line(`Redis memory per chat with a full history (${30} entries)`, `${(m.bytesPerChat / 1024).toFixed(1)} KiB`);
     line('Redis memory per dedup key (kept 7 days)', `${m.dedupBytes} B`);
+    return { ...t, ...m, options };
   } finally {
     await deletePrefix(redis, `${prefix}_t`);
     await deletePrefix(redis, `${prefix}_m`);
@@ -177,10 +154,12 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: Error) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+if (require.main === module) {
+  run().then(
+    () => process.exit(0),
+    (err: Error) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -16,13 +16,16 @@ import {
   freePort,
   loadRun,
   machineNote,
+  appEntry,
   median,
+  numberEnv,
   receiverProcess,
   redisCpuSeconds,
   runPrefix,
   settle,
   table,
 } from './load.harness';
+import { quickMode } from './bench-apps';
 
 /**
  * `npm run bench:ingest`: POST /webhook throughput and latency of the built receiver
@@ -35,13 +38,43 @@ import {
  * (3; rounds alternate which server goes first), BENCH_SENDERS (0 = a new chat per message),
  * BENCH_NODE_FLAGS (extra node flags for every server), BENCH_VARIANT (node flags: a third target, our
  * receiver with them, for an A/B in the same run), BENCH_PROFILE_DIR (a V8 CPU profile of each server's
- * measured runs; summarise with cpu-profile.summary.ts), REDIS_URL. See bench/README.md.
+ * measured runs; summarise with cpu-profile.summary.ts), REDIS_URL; BENCH_QUICK=1 (1 round of 3 s after a
+ * 1 s warm-up, for a smoke test). See bench/README.md.
  * Targets: ours >= 0.75 of the bare server's requests/s, and our p99 < 25 ms at 50 connections.
  * Exits 1 when a sanity check fails, or when BENCH_ENFORCE=1 and a target is missed.
  */
 
 const TARGET_RATIO = 0.75;
 const TARGET_P99_MS = 25;
+
+export interface IngestOptions extends BenchSettings {
+  rounds: number;
+}
+
+export interface IngestFigures {
+  options: IngestOptions;
+  /** Medians over the rounds. */
+  ratio: number;
+  cpuRatio: number;
+  ours: { rps: number; p50: number; p99: number; max: number; overOneSecond: number; cpuUsPerRequest: number };
+  bare: { rps: number; p50: number; p99: number };
+  /** Every round passed the sanity check (items = 2xx, one lane and one wake-up job per item). */
+  sane: boolean;
+  /** BENCH_ENFORCE=1: the ratio and p99 targets. */
+  targetsMet: boolean;
+}
+
+export function ingestOptions(quick = quickMode()): IngestOptions {
+  const settings = benchSettings();
+  return quick
+    ? {
+        ...settings,
+        durationS: numberEnv('BENCH_DURATION', 3),
+        warmupS: numberEnv('BENCH_WARMUP', 1),
+        rounds: Math.max(1, numberEnv('BENCH_ROUNDS', 1)),
+      }
+    : { ...settings, rounds: Math.max(1, numberEnv('BENCH_ROUNDS', 3)) };
+}
 
 interface Target {
   name: 'ours' | 'bare' | 'variant';
@@ -71,14 +104,14 @@ async function spawnTargets(settings: BenchSettings): Promise<Target[]> {
   const oursPrefix = runPrefix('ours');
   const barePrefix = runPrefix('bare');
   const targets = [
-    target('ours', oursPrefix, receiverProcess('ours', oursPrefix, await freePort(), settings.redisUrl)),
+    target('ours', oursPrefix, await receiverProcess('ours', oursPrefix, await freePort(), settings.redisUrl)),
     target('bare', barePrefix, bareProcess('bare', barePrefix, await freePort(), settings.redisUrl, 'full')),
   ];
   // A/B in the same run: our receiver again, with extra node flags (a preload, another dependency).
   const variantFlags = (process.env.BENCH_VARIANT ?? '').split(' ').filter(Boolean);
   if (variantFlags.length > 0) {
     const prefix = runPrefix('variant');
-    const server = receiverProcess('variant', prefix, await freePort(), settings.redisUrl, variantFlags);
+    const server = await receiverProcess('variant', prefix, await freePort(), settings.redisUrl, variantFlags);
     targets.push(target('variant', prefix, server));
   }
   return targets;
@@ -194,12 +227,11 @@ function verdict(name: string, rounds: RoundSummary[]): boolean {
   return ratioOk && p99Ok;
 }
 
-async function main(): Promise<void> {
-  if (!existsSync('dist/main.js')) throw new Error('dist/main.js is missing: run `npm run build` first');
-  const settings = benchSettings();
+export async function run(settings: IngestOptions = ingestOptions()): Promise<IngestFigures> {
+  if (!existsSync(appEntry())) throw new Error(`${appEntry()} is missing: run \`npm run build\` first`);
   // Three alternating rounds by default: on a 2-core machine one round is at the mercy of whatever
   // else runs; the medians are what the verdict uses.
-  const rounds = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3) || 3);
+  const { rounds } = settings;
   console.log(
     `bench:ingest  ${settings.connections} connections, ${settings.durationS} s measured (+${settings.warmupS} s warm-up), ` +
       `${rounds} round(s), ${settings.senders > 0 ? `${settings.senders} chats in rotation` : 'a new chat per message'}, ` +
@@ -207,7 +239,9 @@ async function main(): Promise<void> {
   );
   const redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 1 });
   let targets: Target[] = [];
-  let exitCode = 0;
+  let sane = true;
+  const ours: Measurement[] = [];
+  const bares: Measurement[] = [];
   try {
     targets = await spawnTargets(settings);
     await Promise.all(targets.map((t) => t.server.waitReady()));
@@ -230,27 +264,55 @@ async function main(): Promise<void> {
         cpuRatio: m.serverCpu / m.load.rps / (bare.serverCpu / bare.load.rps),
       });
       summaries.push(versus(of('ours')!));
+      ours.push(of('ours')!);
+      bares.push(bare);
       const variant = of('variant');
       if (variant) variantSummaries.push(versus(variant));
       if (results.some((r) => !r.sane)) {
         console.log('SANITY CHECK FAILED: items must equal the 2xx answers (plus requests cut off at the stop),');
         console.log('and every pending lane must have exactly one waiting wake-up job.');
-        exitCode = 1;
+        sane = false;
       }
     }
     machineNote('after');
-    const met = verdict('ours', summaries);
+    const targetsMet = verdict('ours', summaries);
     if (variantSummaries.length > 0) verdict(`variant (${process.env.BENCH_VARIANT})`, variantSummaries);
-    if (!met && process.env.BENCH_ENFORCE === '1') exitCode = 1;
+    const med = (f: (m: Measurement) => number, of = ours): number => median(of.map(f));
+    return {
+      options: settings,
+      ratio: median(summaries.map((r) => r.ratio)),
+      cpuRatio: median(summaries.map((r) => r.cpuRatio)),
+      ours: {
+        rps: med((m) => m.load.rps),
+        p50: med((m) => m.load.p50),
+        p99: med((m) => m.load.p99),
+        max: Math.max(...ours.map((m) => m.load.max)),
+        overOneSecond: med((m) => m.load.overOneSecond),
+        cpuUsPerRequest: med((m) => ((m.serverCpu / 100) * 1e6) / m.load.rps),
+      },
+      bare: {
+        rps: med((m) => m.load.rps, bares),
+        p50: med((m) => m.load.p50, bares),
+        p99: med((m) => m.load.p99, bares),
+      },
+      sane,
+      targetsMet,
+    };
   } finally {
     await Promise.all(targets.map((t) => t.server.stop()));
     for (const target of targets) await deletePrefix(redis, target.prefix);
     redis.disconnect();
   }
-  process.exitCode = exitCode;
 }
 
-main().catch((err: Error) => {
-  console.error(`bench:ingest failed: ${err.message}`);
-  process.exitCode = 1;
-});
+if (require.main === module) {
+  run().then(
+    (figures) => {
+      if (!figures.sane || (!figures.targetsMet && process.env.BENCH_ENFORCE === '1')) process.exitCode = 1;
+    },
+    (err: Error) => {
+      console.error(`bench:ingest failed: ${err.message}`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
 import autocannon from 'autocannon';
 import { type Redis } from 'ioredis';
@@ -28,7 +28,8 @@ export interface BenchSettings {
   senders: number;
 }
 
-const numberEnv = (name: string, fallback: number): number => {
+/** A numeric environment knob; unset, empty or not a number gives the fallback (0 is a value). */
+export const numberEnv = (name: string, fallback: number): number => {
   const value = Number(process.env[name] ?? '');
   return Number.isFinite(value) && process.env[name] !== '' && process.env[name] !== undefined ? value : fallback;
 };
@@ -55,6 +56,18 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** Process CPU time (user + system) so far, in seconds, from /proc (Linux); NaN once it is gone. */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (USER_HZ = 100 on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 /** `-r ts-node/register` given twice (flags plus a .ts entry point) would register two compilers. */
@@ -129,16 +142,8 @@ export class ServerProcess {
     throw new Error(`${this.name} not ready within ${timeoutMs} ms:\n${this.output}`);
   }
 
-  /** Process CPU time (user + system) so far, in seconds, from /proc (Linux). */
   cpuSeconds(): number {
-    try {
-      const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime and stime are fields 14 and 15 of stat(5), in clock ticks (USER_HZ = 100 on Linux).
-      return (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      return NaN;
-    }
+    return cpuSecondsOf(this.pid);
   }
 
   /** Starts the CPU profiler in the server (a no-op without BENCH_PROFILE_DIR). */
@@ -169,18 +174,30 @@ export class ServerProcess {
   }
 }
 
-/** The built receiver, as deployed: `node dist/main.js --role=receiver`, Meta provider, quiet logs. */
-export function receiverProcess(
+/**
+ * The built app every bench runs: dist/main.js, or BENCH_APP_ENTRY — another build of it, to
+ * compare two builds in one sitting or to keep measuring one while dist/ is being rebuilt.
+ */
+export function appEntry(): string {
+  return resolve(process.env.BENCH_APP_ENTRY ?? join(__dirname, '..', 'dist', 'main.js'));
+}
+
+/**
+ * The built receiver, as deployed: `node dist/main.js --role=receiver`, NODE_ENV=production (so
+ * a log-hash key and /metrics on a management port of its own), Meta provider, quiet logs.
+ */
+export async function receiverProcess(
   name: string,
   prefix: string,
   port: number,
   redisUrl: string,
   nodeFlags: string[] = [],
-): ServerProcess {
+): Promise<ServerProcess> {
+  const managementPort = await freePort();
   return new ServerProcess(
     name,
     `http://127.0.0.1:${port}`,
-    [...nodeFlags, 'dist/main.js', '--role=receiver'],
+    [...nodeFlags, appEntry(), '--role=receiver'],
     {
       NODE_ENV: 'production',
       PORT: String(port),
@@ -192,8 +209,9 @@ export function receiverProcess(
       WHATSAPP_APP_SECRET: BENCH_APP_SECRET,
       WHATSAPP_PHONE_NUMBER_ID: BENCH_PHONE_NUMBER_ID,
       LOG_LEVEL: 'warn',
+      LOG_HASH_KEY: 'bench-log-hash-key-0123456789abcdef',
       SHUTDOWN_DRAIN_MS: '0',
-      MANAGEMENT_PORT: '',
+      MANAGEMENT_PORT: String(managementPort),
     },
     '/health/ready',
   );
@@ -271,12 +289,17 @@ export interface LoadResult {
   p90: number;
   p99: number;
   max: number;
+  /** Share of the responses that took longer than one second (Meta's bar is under 1 %). */
+  overOneSecond: number;
   /** CPU the load generator used, as % of one core. */
   generatorCpu: number;
 }
 
-const percentile = (sorted: Float64Array, p: number): number =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+/** Nearest-rank percentile of ascending values; the one every bench uses. */
+export const percentile = (sorted: ArrayLike<number>, p: number): number =>
+  sorted.length === 0
+    ? NaN
+    : sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1))];
 
 /**
  * One autocannon run against POST /webhook. Latencies are kept per response (microsecond
@@ -325,6 +348,8 @@ export async function loadRun(
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const cpu = process.cpuUsage(cpuBefore);
   const sorted = latencies.slice(0, n).sort();
+  let overOneSecond = 0;
+  while (overOneSecond < n && sorted[n - 1 - overOneSecond] > 1000) overOneSecond++;
   return {
     label,
     seconds,
@@ -338,6 +363,7 @@ export async function loadRun(
     p90: percentile(sorted, 90),
     p99: percentile(sorted, 99),
     max: n > 0 ? sorted[n - 1] : NaN,
+    overOneSecond: n > 0 ? overOneSecond / n : NaN,
     generatorCpu: ((cpu.user + cpu.system) / 1e6 / seconds) * 100,
   };
 }
