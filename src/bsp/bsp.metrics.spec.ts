@@ -13,15 +13,9 @@ const value = async (
 };
 
 describe('BspMetrics', () => {
-  it('is one instance per MetricsService, registered once', () => {
-    const metrics = new MetricsService();
-    expect(BspMetrics.for(metrics)).toBe(BspMetrics.for(metrics));
-    expect(BspMetrics.for(new MetricsService())).not.toBe(BspMetrics.for(metrics));
-  });
-
   it('counts errors by code and class and raises the alert for config errors only', async () => {
     const metrics = new MetricsService();
-    const bsp = BspMetrics.for(metrics);
+    const bsp = new BspMetrics(metrics);
     bsp.recordError(new BspSendError(131056, 'pair_rate', 'not_sent', 'x'));
     bsp.recordError(new BspSendError(131056, 'pair_rate', 'not_sent', 'x'));
     bsp.recordError(new BspSendError(190, 'config', 'not_sent', 'x'));
@@ -32,7 +26,7 @@ describe('BspMetrics', () => {
 
   it('clears account alerts on any success, template alerts only on a template success', async () => {
     const metrics = new MetricsService();
-    const bsp = BspMetrics.for(metrics);
+    const bsp = new BspMetrics(metrics);
     bsp.recordError(new BspSendError(190, 'config', 'not_sent', 'x'));
     bsp.recordError(new BspSendError(132001, 'config', 'not_sent', 'x'));
     bsp.recordSuccess('text');

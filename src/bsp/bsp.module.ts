@@ -1,7 +1,6 @@
 import { Module } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { AppLogger } from '../logging/app-logger';
-import { MetricsService } from '../metrics/metrics.service';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
 import { BspClient } from './bsp.client';
@@ -13,7 +12,7 @@ import { SandboxBspClient } from './sandbox-bsp.client';
 /** Builds the adapter BSP_PROVIDER names. */
 export function createBspClient(
   config: AppConfig,
-  metrics: MetricsService,
+  metrics: BspMetrics,
   appLogger: AppLogger,
   connections: RedisConnections,
   keys: RedisKeys,
@@ -31,16 +30,17 @@ export function createBspClient(
 }
 
 /**
- * The WhatsApp send side: `BspClient` bound to the adapter chosen by BSP_PROVIDER, and the BSP
- * metrics. Needs the global config, logging, metrics and Redis modules. Adapters close their
- * keep-alive sockets on application shutdown.
+ * The WhatsApp send side: `BspClient` bound to the adapter chosen by BSP_PROVIDER, and
+ * `BspMetrics`, provided once because it remembers which config alerts are raised. Needs the
+ * global config, logging, metrics and Redis modules. Adapters close their keep-alive sockets on
+ * application shutdown.
  */
 @Module({
   providers: [
-    { provide: BspMetrics, inject: [MetricsService], useFactory: (m: MetricsService) => BspMetrics.for(m) },
+    BspMetrics,
     {
       provide: BspClient,
-      inject: [AppConfig, MetricsService, AppLogger, RedisConnections, RedisKeys],
+      inject: [AppConfig, BspMetrics, AppLogger, RedisConnections, RedisKeys],
       useFactory: createBspClient,
     },
   ],

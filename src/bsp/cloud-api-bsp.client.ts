@@ -4,7 +4,6 @@ import { type OnApplicationShutdown } from '@nestjs/common';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { type Logger } from 'pino';
 import { type AppLogger } from '../logging/app-logger';
-import { type MetricsService } from '../metrics/metrics.service';
 import {
   BspClient,
   type MarkReadInput,
@@ -12,7 +11,7 @@ import {
   type SendTemplateInput,
   type SendTextInput,
 } from './bsp.client';
-import { type BspOperation, BspMetrics } from './bsp.metrics';
+import { type BspMetrics, type BspOperation } from './bsp.metrics';
 import { type BspSendError } from './bsp-send.error';
 import { errorFromMalformedSuccess, errorFromResponse, errorFromTransport } from './cloud-api-errors';
 import { type CloudApiBody, markReadBody, templateBody, textBody } from './cloud-api-payloads';
@@ -45,7 +44,6 @@ export interface CloudApiClientOptions {
  */
 export abstract class CloudApiBspClient extends BspClient implements OnApplicationShutdown {
   protected readonly logger: Logger;
-  private readonly metrics: BspMetrics;
   private readonly httpAgent = new http.Agent(AGENT_OPTIONS);
   private readonly httpsAgent = new https.Agent(AGENT_OPTIONS);
   private readonly client: AxiosInstance;
@@ -55,12 +53,11 @@ export abstract class CloudApiBspClient extends BspClient implements OnApplicati
   protected constructor(
     private readonly url: string,
     private readonly credentials: Record<string, string>,
-    metrics: MetricsService,
+    private readonly metrics: BspMetrics,
     appLogger: AppLogger,
     options: CloudApiClientOptions = {},
   ) {
     super();
-    this.metrics = BspMetrics.for(metrics);
     this.logger = appLogger.child('bsp');
     this.timeoutMs = options.timeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
     this.markReadTimeoutMs = options.markReadTimeoutMs ?? Math.min(this.timeoutMs, DEFAULT_MARK_READ_TIMEOUT_MS);

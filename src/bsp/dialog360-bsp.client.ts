@@ -1,6 +1,6 @@
 import { type AppConfig } from '../config/app-config';
 import { type AppLogger } from '../logging/app-logger';
-import { type MetricsService } from '../metrics/metrics.service';
+import { type BspMetrics } from './bsp.metrics';
 import { CloudApiBspClient, type CloudApiClientOptions } from './cloud-api-bsp.client';
 
 /**
@@ -10,7 +10,7 @@ import { CloudApiBspClient, type CloudApiClientOptions } from './cloud-api-bsp.c
 export class Dialog360BspClient extends CloudApiBspClient {
   readonly provider = '360dialog' as const;
 
-  constructor(config: AppConfig, metrics: MetricsService, appLogger: AppLogger, options?: CloudApiClientOptions) {
+  constructor(config: AppConfig, metrics: BspMetrics, appLogger: AppLogger, options?: CloudApiClientOptions) {
     const { D360_BASE_URL, D360_API_KEY } = config.env;
     if (!D360_API_KEY) throw new Error('Dialog360BspClient needs D360_API_KEY');
     const url = `${D360_BASE_URL.replace(/\/+$/, '')}/messages`;

@@ -2,10 +2,10 @@ import { Injectable } from '@nestjs/common';
 import { type Logger } from 'pino';
 import { AppConfig } from '../config/app-config';
 import { AppLogger } from '../logging/app-logger';
+import { MetricsService } from '../metrics/metrics.service';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { type RedisClient, waitReady } from '../redis/redis-client';
 import { RedisKeys } from '../redis/redis-keys';
-import { LlmMetrics } from './llm.metrics';
 
 /** The holders of inference slots, under the hash-tagged root: `{tawasul}:llm:slots`. */
 export const llmSlotsKey = (keys: RedisKeys): string => `${keys.root}:llm:slots`;
@@ -134,7 +134,7 @@ export class LlmConcurrencyLimiter {
     private readonly connections: RedisConnections,
     keys: RedisKeys,
     private readonly config: AppConfig,
-    private readonly metrics: LlmMetrics,
+    private readonly metrics: MetricsService,
     appLogger: AppLogger,
   ) {
     this.key = llmSlotsKey(keys);
@@ -186,7 +186,7 @@ export class LlmConcurrencyLimiter {
         chat,
         WAITER_STALE_MS,
       )) === 1;
-    if (!acquired) this.metrics.slotsBusy.inc();
+    if (!acquired) this.metrics.llmSlotsBusy.inc();
     return acquired;
   }
 

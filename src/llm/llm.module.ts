@@ -5,7 +5,6 @@ import { MetricsService } from '../metrics/metrics.service';
 import { CannedMessages } from './canned-messages';
 import { LlmClient } from './llm.client';
 import { LlmConcurrencyLimiter } from './llm-concurrency.limiter';
-import { LlmMetrics } from './llm.metrics';
 import { OfflineLlmClient } from './offline-llm.client';
 import { OpenAiLlmClient } from './openai-llm.client';
 import { loadReceptionistScript } from './receptionist-script';
@@ -35,11 +34,10 @@ import { SystemPromptLoader } from './system-prompt.loader';
  */
 @Module({
   providers: [
-    { provide: LlmMetrics, inject: [MetricsService], useFactory: (m: MetricsService) => LlmMetrics.for(m.registry) },
     {
       provide: LlmClient,
-      inject: [AppConfig, LlmMetrics, AppLogger],
-      useFactory: (config: AppConfig, metrics: LlmMetrics, logger: AppLogger): LlmClient =>
+      inject: [AppConfig, MetricsService, AppLogger],
+      useFactory: (config: AppConfig, metrics: MetricsService, logger: AppLogger): LlmClient =>
         config.env.LLM_PROVIDER === 'openai'
           ? new OpenAiLlmClient(config, metrics, logger)
           : new OfflineLlmClient(config, loadReceptionistScript(config.env.RECEPTIONIST_FILE), metrics),
@@ -48,6 +46,6 @@ import { SystemPromptLoader } from './system-prompt.loader';
     CannedMessages,
     LlmConcurrencyLimiter,
   ],
-  exports: [LlmClient, LlmMetrics, SystemPromptLoader, CannedMessages, LlmConcurrencyLimiter],
+  exports: [LlmClient, SystemPromptLoader, CannedMessages, LlmConcurrencyLimiter],
 })
 export class LlmModule {}

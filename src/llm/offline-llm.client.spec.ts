@@ -1,14 +1,13 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
 import { AppConfig } from '../config/app-config';
 import { validateEnv } from '../config/validate-env';
 import { testEnv } from '../../test/utils/test-env';
 import { parseActions, toolsOf } from '../actions/action-catalog';
+import { MetricsService } from '../metrics/metrics.service';
 import { detectLanguage } from './language';
 import { LlmError } from './llm.client';
-import { LlmMetrics } from './llm.metrics';
 import { buildLlmRequest, type HistoryEntry } from './llm-request.builder';
 import { LlmSetupError } from './llm-setup.error';
 import { extractName, OfflineLlmClient } from './offline-llm.client';
@@ -234,10 +233,10 @@ describe('OfflineLlmClient: FAQ, greetings, not understanding, languages', () =>
   });
 
   it('rejects a request without a user message with an LlmError and counts it', async () => {
-    const metrics = LlmMetrics.for(new Registry());
+    const metrics = new MetricsService();
     const client = new OfflineLlmClient(new AppConfig(validateEnv(testEnv())), script, metrics);
     await expect(client.complete({ messages: [{ role: 'system', content: 's' }] })).rejects.toBeInstanceOf(LlmError);
-    const errors = (await metrics.failures.get()).values.find((v) => v.labels.kind === 'error');
+    const errors = (await metrics.llmFailures.get()).values.find((v) => v.labels.kind === 'error');
     expect(errors?.value).toBe(1);
   });
 });

@@ -1,8 +1,8 @@
 import { type AppConfig } from '../config/app-config';
 import { occursIn, type Phrase, tokensOf } from '../escalation/escalation-triggers';
+import { type MetricsService } from '../metrics/metrics.service';
 import { hasLetters, isolateLtr, type Language, pickLanguage } from './language';
 import { LlmClient, LlmError, type LlmMessage, type LlmReply, type LlmRequest, type LlmTool } from './llm.client';
-import { type LlmMetrics } from './llm.metrics';
 import { fillPlaceholders } from './placeholders';
 import {
   type FaqEntry,
@@ -345,7 +345,7 @@ export class OfflineLlmClient extends LlmClient {
   constructor(
     private readonly config: AppConfig,
     private readonly script: ReceptionistScript,
-    private readonly metrics?: LlmMetrics,
+    private readonly metrics?: MetricsService,
   ) {
     super();
   }
@@ -353,7 +353,7 @@ export class OfflineLlmClient extends LlmClient {
   complete(request: LlmRequest): Promise<LlmReply> {
     const turnIndex = request.messages.map((m) => m.role).lastIndexOf('user');
     if (turnIndex < 0) {
-      this.metrics?.observeFailure('error');
+      this.metrics?.llmFailures.inc({ kind: 'error' });
       return Promise.reject(new LlmError('error', 'offline responder needs a user message'));
     }
     const answer = this.answer(
@@ -361,7 +361,7 @@ export class OfflineLlmClient extends LlmClient {
       request.messages[turnIndex].content,
       booksThrough(request.tools) ? doneCalls(request.messages.slice(turnIndex + 1)) : undefined,
     );
-    this.metrics?.observeSuccess(0);
+    this.metrics?.llmSeconds.observe(0);
     if ('text' in answer) return Promise.resolve({ content: answer.text, finishReason: 'stop', latencyMs: 0 });
     const round = request.messages.slice(turnIndex + 1).filter((m) => m.toolCalls).length;
     const call = { id: `offline_${round}`, name: answer.call.name, arguments: JSON.stringify(answer.call.args) };

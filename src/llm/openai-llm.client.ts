@@ -5,9 +5,9 @@ import axios, { type AxiosInstance, isAxiosError } from 'axios';
 import { type Logger } from 'pino';
 import { type AppConfig } from '../config/app-config';
 import { type AppLogger } from '../logging/app-logger';
+import { type MetricsService } from '../metrics/metrics.service';
 import { parseCompletion, classifyHttpFailure } from './completion-response';
 import { LlmClient, LlmError, type LlmMessage, type LlmReply, type LlmRequest } from './llm.client';
-import { type LlmMetrics } from './llm.metrics';
 
 export const LLM_TEMPERATURE = 0.3;
 /** A WhatsApp answer, not an essay; also bounds inference time on a shared GPU. */
@@ -40,7 +40,7 @@ export class OpenAiLlmClient extends LlmClient implements OnApplicationShutdown 
 
   constructor(
     private readonly config: AppConfig,
-    private readonly metrics: LlmMetrics,
+    private readonly metrics: MetricsService,
     appLogger: AppLogger,
     options: OpenAiLlmClientOptions = {},
   ) {
@@ -72,12 +72,12 @@ export class OpenAiLlmClient extends LlmClient implements OnApplicationShutdown 
     const started = performance.now();
     try {
       const reply = await this.infer(request, started);
-      this.metrics.observeSuccess(reply.latencyMs);
+      this.metrics.llmSeconds.observe(reply.latencyMs / 1000);
       return reply;
     } catch (err) {
       const error = err instanceof LlmError ? err : new LlmError('error', 'LLM call failed unexpectedly');
       const latencyMs = Math.round(performance.now() - started);
-      this.metrics.observeFailure(error.kind);
+      this.metrics.llmFailures.inc({ kind: error.kind });
       const level = error.kind === 'config' ? 'error' : 'warn';
       this.logger[level]({ kind: error.kind, ...error.details, latencyMs }, error.message);
       throw error;

@@ -1,11 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LLM_FAILURE_KINDS } from '../llm/llm.client';
 
 export type WebhookOutcome = 'accepted' | 'duplicate' | 'ignored' | 'unauthorized' | 'invalid' | 'unavailable';
 
 /**
- * The process's Prometheus registry. Metrics are created here once; modules record into
- * them through the fields below. Labels are bounded: outcomes, kinds, route templates, never ids.
+ * The process's Prometheus registry. Every metric is declared here, once per registry (prom-client
+ * refuses a name twice), so no module needs to know whether another already created it; modules
+ * record through the fields below, or through a small injectable that keeps the state a metric
+ * needs (BspMetrics). Labels are bounded: outcomes, kinds, route templates, never ids.
  */
 @Injectable()
 export class MetricsService {
@@ -216,11 +219,50 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly llmSeconds = new Histogram({
+    name: 'tawasul_llm_seconds',
+    help: 'Inference time of successful LLM calls',
+    buckets: [0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60],
+    registers: [this.registry],
+  });
+
+  /** Labelled by LlmError.kind, a closed set (LLM_FAILURE_KINDS): bounded, and zeroed below. */
+  readonly llmFailures = new Counter({
+    name: 'tawasul_llm_failures_total',
+    help: 'Failed LLM calls by kind: error, timeout, empty, truncated, context, config',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly llmSlotsBusy = new Counter({
+    name: 'tawasul_llm_slots_busy_total',
+    help: 'Inference slot requests refused because LLM_MAX_CONCURRENCY calls were in flight',
+    registers: [this.registry],
+  });
+
+  /** Recorded through BspMetrics, which also owns the config alert below. */
+  readonly bspErrors = new Counter({
+    name: 'tawasul_bsp_errors_total',
+    help: 'Failed BSP calls by error code (Meta error.code, HTTP status or transport code) and class',
+    labelNames: ['code', 'class'] as const,
+    registers: [this.registry],
+  });
+
+  /** Set and cleared only by BspMetrics: it remembers which codes are raised. */
+  readonly configAlert = new Gauge({
+    name: 'tawasul_config_alert',
+    help: '1 while a BSP configuration error (token, permission, number, template) is unresolved',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    // Zero series exist from the start, so rate() and alerts work before the first event.
     for (const outcome of ['accepted', 'duplicate', 'ignored', 'unauthorized', 'invalid', 'unavailable'] as const) {
       this.webhookRequests.inc({ outcome }, 0);
     }
+    for (const kind of LLM_FAILURE_KINDS) this.llmFailures.inc({ kind }, 0);
   }
 
   async render(): Promise<string> {

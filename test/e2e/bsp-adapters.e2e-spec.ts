@@ -1,6 +1,7 @@
 import { Test } from '@nestjs/testing';
 import { Redis } from 'ioredis';
 import { BspClient } from '../../src/bsp/bsp.client';
+import { BspMetrics } from '../../src/bsp/bsp.metrics';
 import { BspModule } from '../../src/bsp/bsp.module';
 import { BspSendError } from '../../src/bsp/bsp-send.error';
 import { type CloudApiBspClient, type CloudApiClientOptions } from '../../src/bsp/cloud-api-bsp.client';
@@ -31,14 +32,16 @@ const logger = new AppLogger('silent');
 let fake: FakeGraphServer;
 const clients: CloudApiBspClient[] = [];
 
-function metaClient(metrics = new MetricsService(), env: Record<string, string> = {}, options?: CloudApiClientOptions) {
+const bspMetrics = (metrics = new MetricsService()): BspMetrics => new BspMetrics(metrics);
+
+function metaClient(bsp = bspMetrics(), env: Record<string, string> = {}, options?: CloudApiClientOptions) {
   const config = new AppConfig(validateEnv(testEnv({ META_GRAPH_URL: fake.url, ...env })));
-  const client = new MetaBspClient(config, metrics, logger, options);
+  const client = new MetaBspClient(config, bsp, logger, options);
   clients.push(client);
   return client;
 }
 
-function d360Client(metrics = new MetricsService(), env: Record<string, string> = {}) {
+function d360Client(bsp = bspMetrics(), env: Record<string, string> = {}) {
   const config = new AppConfig(
     validateEnv(
       testEnv({
@@ -50,7 +53,7 @@ function d360Client(metrics = new MetricsService(), env: Record<string, string> 
       }),
     ),
   );
-  const client = new Dialog360BspClient(config, metrics, logger);
+  const client = new Dialog360BspClient(config, bsp, logger);
   clients.push(client);
   return client;
 }
@@ -211,7 +214,7 @@ describe('MetaBspClient against the fake Graph API', () => {
     it.each(cases)('classifies Graph error $code as $kind, not sent, and counts it', async (c) => {
       const metrics = new MetricsService();
       fake.enqueue({ kind: 'graph-error', code: c.code, httpStatus: 'httpStatus' in c ? c.httpStatus : undefined });
-      const err = await failure(metaClient(metrics).sendText({ to: TO, body: 'hello', callbackData: 'k' }));
+      const err = await failure(metaClient(bspMetrics(metrics)).sendText({ to: TO, body: 'hello', callbackData: 'k' }));
       expect(err).toMatchObject({ code: c.code, kind: c.kind, outcome: 'not_sent' });
       expect(err.httpStatus).toBe('httpStatus' in c ? c.httpStatus : 400);
       expect(err.fbtraceId).toMatch(/^AFakeTrace/);
@@ -222,20 +225,23 @@ describe('MetaBspClient against the fake Graph API', () => {
 
     it('raises tawasul_config_alert for an expired token (190) and clears it after a later success', async () => {
       const metrics = new MetricsService();
-      const wrong = metaClient(metrics, { META_ACCESS_TOKEN: 'expired-token' });
+      // Two adapters on one BspMetrics, as BspModule wires them: the second one's success clears
+      // what the first one raised.
+      const bsp = bspMetrics(metrics);
+      const wrong = metaClient(bsp, { META_ACCESS_TOKEN: 'expired-token' });
       const err = await failure(wrong.sendText({ to: TO, body: 'hello' }));
       expect(err).toMatchObject({ code: 190, kind: 'config', outcome: 'not_sent', httpStatus: 401 });
       expect(fake.requests[0].behaviour).toBe('unauthorized');
       expect(await metricValue(metrics, 'tawasul_bsp_errors_total', { code: '190', class: 'config' })).toBe(1);
       expect(await metricValue(metrics, 'tawasul_config_alert', { code: '190' })).toBe(1);
 
-      await metaClient(metrics).sendText({ to: TO, body: 'hello again' });
+      await metaClient(bsp).sendText({ to: TO, body: 'hello again' });
       expect(await metricValue(metrics, 'tawasul_config_alert', { code: '190' })).toBe(0);
     });
 
     it('retries a plain 429 (not sent) and a 500 (outcome unknown: the server had the request)', async () => {
       const metrics = new MetricsService();
-      const client = metaClient(metrics);
+      const client = metaClient(bspMetrics(metrics));
       fake.enqueue({ kind: 'status', httpStatus: 429 }, { kind: 'status', httpStatus: 500 });
       const throttled = await failure(client.sendText({ to: TO, body: 'a' }));
       expect(throttled).toMatchObject({ code: 429, kind: 'retry', outcome: 'not_sent', httpStatus: 429 });
@@ -257,7 +263,7 @@ describe('MetaBspClient against the fake Graph API', () => {
       await fake.stopListening();
       try {
         const metrics = new MetricsService();
-        const client = metaClient(metrics);
+        const client = metaClient(bspMetrics(metrics));
         const err = await failure(client.sendText({ to: TO, body: 'hello', callbackData: 'k' }));
         expect(err).toMatchObject({ code: 'ECONNREFUSED', kind: 'retry', outcome: 'not_sent' });
         expect(err.httpStatus).toBeUndefined();
@@ -301,7 +307,7 @@ describe('MetaBspClient against the fake Graph API', () => {
   describe('markRead is best effort', () => {
     it('never throws, whatever happens, and still counts the failure', async () => {
       const metrics = new MetricsService();
-      const client = metaClient(metrics, {}, { timeoutMs: 300 });
+      const client = metaClient(bspMetrics(metrics), {}, { timeoutMs: 300 });
       fake.enqueue(
         { kind: 'graph-error', code: 131000, httpStatus: 500 },
         { kind: 'hang' },
@@ -356,12 +362,13 @@ describe('Dialog360BspClient against the fake', () => {
 
   it('classifies a wrong key as config (alert) and passes Meta errors through by code', async () => {
     const metrics = new MetricsService();
-    const wrong = await failure(d360Client(metrics, { D360_API_KEY: 'wrong-key' }).sendText({ to: TO, body: 'x' }));
+    const bsp = bspMetrics(metrics);
+    const wrong = await failure(d360Client(bsp, { D360_API_KEY: 'wrong-key' }).sendText({ to: TO, body: 'x' }));
     expect(wrong).toMatchObject({ code: 190, kind: 'config', httpStatus: 401 });
     expect(await metricValue(metrics, 'tawasul_config_alert', { code: '190' })).toBe(1);
 
     fake.enqueue({ kind: 'graph-error', code: 131047 }, { kind: 'destroy-after-body' });
-    const client = d360Client(metrics);
+    const client = d360Client(bsp);
     expect(await failure(client.sendText({ to: TO, body: 'x' }))).toMatchObject({
       kind: 'window_closed',
       outcome: 'not_sent',
@@ -482,6 +489,27 @@ describe('BspModule', () => {
       const client = moduleRef.get(BspClient);
       expect(client).toBeInstanceOf(type);
       expect(client.provider).toBe(provider);
+    } finally {
+      await moduleRef.close();
+    }
+  });
+
+  it('hands its one BspMetrics to the adapter, so the alerts it reports are the ones the adapter raised', async () => {
+    const config = new AppConfig(
+      validateEnv(testEnv({ BSP_PROVIDER: 'meta', META_GRAPH_URL: fake.url, META_ACCESS_TOKEN: 'expired-token' })),
+    );
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        AppConfigModule.forRoot(config),
+        LoggingModule,
+        MetricsModule.forRoot({ servePublicly: false }),
+        RedisModule,
+        BspModule,
+      ],
+    }).compile();
+    try {
+      await failure(moduleRef.get(BspClient).sendText({ to: TO, body: 'x' }));
+      expect(moduleRef.get(BspMetrics).alerts).toEqual(['190']);
     } finally {
       await moduleRef.close();
     }

@@ -1,13 +1,11 @@
 import { Test } from '@nestjs/testing';
 import { Redis } from 'ioredis';
-import { Registry } from 'prom-client';
 import { AppConfig } from '../../src/config/app-config';
 import { AppConfigModule } from '../../src/config/config.module';
 import { validateEnv } from '../../src/config/validate-env';
 import { CannedMessages } from '../../src/llm/canned-messages';
 import { LlmClient, LlmError, type LlmFailureKind, type LlmRequest } from '../../src/llm/llm.client';
 import { LlmConcurrencyLimiter, llmSlotsKey } from '../../src/llm/llm-concurrency.limiter';
-import { LlmMetrics } from '../../src/llm/llm.metrics';
 import { LlmModule } from '../../src/llm/llm.module';
 import { buildLlmRequest } from '../../src/llm/llm-request.builder';
 import { OfflineLlmClient } from '../../src/llm/offline-llm.client';
@@ -49,8 +47,8 @@ async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs:
   }
 }
 
-const failureCount = async (metrics: LlmMetrics, kind: LlmFailureKind): Promise<number> =>
-  (await metrics.failures.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
+const failureCount = async (metrics: MetricsService, kind: LlmFailureKind): Promise<number> =>
+  (await metrics.llmFailures.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
 
 const sampleRequest = (turn = PATIENT_TEXT): LlmRequest =>
   buildLlmRequest({
@@ -72,7 +70,7 @@ describe('OpenAiLlmClient against a fake vLLM', () => {
   const newClient = (
     overrides: Record<string, string | undefined> = {},
     options: OpenAiLlmClientOptions = {},
-  ): { client: OpenAiLlmClient; metrics: LlmMetrics } => {
+  ): { client: OpenAiLlmClient; metrics: MetricsService } => {
     const config = configFor({
       LLM_PROVIDER: 'openai',
       LLM_BASE_URL: fake.url,
@@ -80,7 +78,7 @@ describe('OpenAiLlmClient against a fake vLLM', () => {
       LLM_TIMEOUT_MS: '3000',
       ...overrides,
     });
-    const metrics = LlmMetrics.for(new Registry());
+    const metrics = new MetricsService();
     const client = new OpenAiLlmClient(config, metrics, logger, options);
     clients.push(client);
     return { client, metrics };
@@ -170,7 +168,7 @@ describe('OpenAiLlmClient against a fake vLLM', () => {
     fake.latencyMs = 150;
     const reply = await client.complete(sampleRequest());
     expect(reply.latencyMs).toBeGreaterThanOrEqual(140);
-    const histogram = await metrics.seconds.get();
+    const histogram = await metrics.llmSeconds.get();
     expect(histogram.values.find((v) => v.metricName === 'tawasul_llm_seconds_count')?.value).toBe(1);
   });
 
@@ -331,10 +329,10 @@ describe('LlmConcurrencyLimiter on real Redis', () => {
   const connections: RedisConnections[] = [];
 
   /** One limiter per simulated worker process, each on its own Redis connections. */
-  const newLimiter = (): { limiter: LlmConcurrencyLimiter; metrics: LlmMetrics; connections: RedisConnections } => {
+  const newLimiter = (): { limiter: LlmConcurrencyLimiter; metrics: MetricsService; connections: RedisConnections } => {
     const conns = new RedisConnections(config, logger);
     connections.push(conns);
-    const metrics = LlmMetrics.for(new Registry());
+    const metrics = new MetricsService();
     const limiter = new LlmConcurrencyLimiter(conns, new RedisKeys(config.redisKeyRoot), config, metrics, logger);
     return { limiter, metrics, connections: conns };
   };
@@ -356,7 +354,7 @@ describe('LlmConcurrencyLimiter on real Redis', () => {
     );
     expect(results.filter(Boolean)).toHaveLength(LIMIT);
     expect(await limiters[0].limiter.held()).toBe(LIMIT);
-    const busy = await Promise.all(limiters.map(async (l) => (await l.metrics.slotsBusy.get()).values[0].value));
+    const busy = await Promise.all(limiters.map(async (l) => (await l.metrics.llmSlotsBusy.get()).values[0].value));
     expect(busy.reduce((a, b) => a + b, 0)).toBe(30 - LIMIT);
   });
 
@@ -365,7 +363,7 @@ describe('LlmConcurrencyLimiter on real Redis', () => {
     try {
       fake.latencyMs = 40;
       const llmConfig = configFor({ LLM_PROVIDER: 'openai', LLM_BASE_URL: fake.url });
-      const client = new OpenAiLlmClient(llmConfig, LlmMetrics.for(new Registry()), logger);
+      const client = new OpenAiLlmClient(llmConfig, new MetricsService(), logger);
       const limiters = [newLimiter(), newLimiter(), newLimiter()].map((l) => l.limiter);
       let completed = 0;
       const turn = async (i: number): Promise<void> => {
