@@ -58,7 +58,7 @@ function ingestRows(f: IngestFigures): Row[] {
 }
 
 function burstRows(f: BurstFigures): Row[] {
-  const [uncapped, capped, median, overhead] = ROWS.burst;
+  const [uncapped, capped, median, overhead, toolRound] = ROWS.burst;
   const { chats: n, latencyMs: l, cap } = f.options;
   const nl = `${count(n)} chats, L = ${count(l)} ms`;
   const synchronous = `synchronous design N × L = ${count(f.synchronousMs)} ms`;
@@ -82,6 +82,11 @@ function burstRows(f: BurstFigures): Row[] {
       measure: `${overhead} (${count(f.options.overheadMessages)} messages at ${f.options.overheadRate}/s)`,
       figure: `${ms(f.overhead.p50)} / ${ms(f.overhead.p99)}`,
       bar: '—',
+    },
+    {
+      measure: `${toolRound} (${nl}, clinic C = ${count(f.options.toolLatencyMs)} ms)`,
+      figure: `${ms(f.toolRound.lastReplyMs)} (${fmt(f.toolRound.lastReplyMs / f.toolRound.idealMs, 2)} × ideal)`,
+      bar: `ideal 2 × L + C = ${count(f.toolRound.idealMs)} ms; synchronous N × (2 × L + C) = ${count(f.toolRound.synchronousMs)} ms`,
     },
   ];
 }

@@ -20,6 +20,7 @@ export const ROWS: Record<Piece, readonly string[]> = {
     'burst: first webhook to last reply, LLM cap',
     'burst: median chat waited, LLM cap',
     'pipeline overhead, instant LLM: webhook to send p50 / p99',
+    'burst with one round of clinic actions: first webhook to last reply, no cap',
   ],
   takeover: [
     'takeover after SIGKILL: kill to turn restarted, p50 / max',

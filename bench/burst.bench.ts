@@ -8,6 +8,9 @@
  * 3. The same burst under the LLM concurrency cap (BURST_CAP, 32): last reply next to
  *    ceil(N / cap) x L + 1 s, the slowest chat next to the fair share plus one round, and the Redis
  *    commands per turn (INFO commandstats) — slots go first come first served, without polling.
+ * 4. The same burst, uncapped, with one round of clinic actions per turn: the LLM asks for free
+ *    slots, a fake clinic API answers in BURST_TOOL_LATENCY_MS (200), the LLM answers. Last reply
+ *    next to the ideal 2 × L + C and the synchronous design's N × (2 × L + C).
  *
  * Runs the built app (dist/main.js) as a receiver process and a worker process against the Redis
  * at REDIS_URL (default 127.0.0.1:6379) under a prefix of its own, deleted afterwards.
@@ -15,6 +18,10 @@
  * BURST_CAP (32); BENCH_QUICK=1 makes them 20, 1000, 50, 50 and 8.
  */
 import { Redis } from 'ioredis';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeClinicApi } from '../test/fakes/fake-clinic-api.server';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';
 import {
@@ -37,6 +44,8 @@ export interface BurstOptions {
   /** Messages per second in the overhead run: paced so that the worker is not saturated. */
   overheadRate: number;
   cap: number;
+  /** The clinic API's answer time in the tool-round burst. */
+  toolLatencyMs: number;
   redisUrl: string;
 }
 
@@ -61,6 +70,15 @@ export interface BurstFigures {
     commandsPerTurn: number;
     topCommands: string;
   };
+  /** Uncapped, one round of clinic actions per turn (two LLM calls and one clinic call). */
+  toolRound: {
+    lastReplyMs: number;
+    /** 2 × L + C. */
+    idealMs: number;
+    /** N × (2 × L + C). */
+    synchronousMs: number;
+    clinicCalls: number;
+  };
 }
 
 export function burstOptions(quick = quickMode()): BurstOptions {
@@ -70,14 +88,17 @@ export function burstOptions(quick = quickMode()): BurstOptions {
     overheadMessages: numberEnv('OVERHEAD_MESSAGES', quick ? 50 : 400),
     overheadRate: numberEnv('OVERHEAD_RATE', quick ? 50 : 100),
     cap: numberEnv('BURST_CAP', quick ? 8 : 32),
+    toolLatencyMs: numberEnv('BURST_TOOL_LATENCY_MS', 200),
     redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
   };
 }
 
 export async function run(options: BurstOptions = burstOptions()): Promise<BurstFigures> {
-  const { chats, latencyMs: latency, overheadMessages, overheadRate, cap, redisUrl } = options;
+  const { chats, latencyMs: latency, overheadMessages, overheadRate, cap, toolLatencyMs, redisUrl } = options;
   const prefix = `bench_burst_${process.pid}`;
   const llm = await FakeLlmServer.start();
+  const clinic = await FakeClinicApi.start();
+  const dir = mkdtempSync(join(tmpdir(), 'tawasul-bench-actions-'));
   const graph = await FakeGraphServer.start({ accessToken: 'bench-token' });
   const sentAt = new Map<string, number>();
   graph.onRequest((r) => {
@@ -157,6 +178,31 @@ export async function run(options: BurstOptions = burstOptions()): Promise<Burst
     const commands = commandsPerTurn(commandsBefore, await commandCalls(stats), chats);
     const waits = capped.map((s) => (sentAt.get(s) ?? Infinity) - t1).sort((a, b) => a - b);
     const rounds = Math.ceil(chats / cap);
+    const cappedMaxInFlight = llm.maxInFlight;
+
+    // 4. The burst, uncapped, with one round of clinic actions per turn.
+    await stopApp(worker);
+    const actionsFile = join(dir, 'actions.json');
+    writeFileSync(actionsFile, JSON.stringify({ actions: [FIND_SLOTS] }));
+    worker = startApp('worker', {
+      ...env,
+      ACTIONS_FILE: actionsFile,
+      CLINIC_API_BASE_URL: clinic.url,
+      PORT: String(await freePort()),
+    });
+    await worker.ready;
+    clinic.latencyMs = toolLatencyMs;
+    llm.behaviourFor = (body) =>
+      body.messages.some((m) => m.role === 'tool')
+        ? { content: 'Here are the free times on 6 January.' }
+        : { toolCalls: [{ name: 'find_free_slots', arguments: { date: '2030-01-06' } }] };
+    graph.reset();
+    sentAt.clear();
+    const withTools = Array.from({ length: chats }, (_, i) => `97154${String(1000000 + i)}`);
+    const t2 = Date.now();
+    await Promise.all(withTools.map((from) => post(receiver.url, from, 'Which times are free on 6 January?')));
+    await graph.waitForSends(chats, 10 * 60_000);
+    const toolRoundMs = Math.max(...withTools.map((s) => sentAt.get(s) ?? Infinity)) - t2;
     const figures: BurstFigures = {
       options,
       ackedMs: acked,
@@ -169,9 +215,15 @@ export async function run(options: BurstOptions = burstOptions()): Promise<Burst
         boundMs: rounds * latency + 1000,
         medianWaitMs: percentile(waits, 50),
         fairShareMs: (rounds + 1) * latency,
-        maxInFlight: llm.maxInFlight,
+        maxInFlight: cappedMaxInFlight,
         commandsPerTurn: commands.total,
         topCommands: commands.top,
+      },
+      toolRound: {
+        lastReplyMs: toolRoundMs,
+        idealMs: 2 * latency + toolLatencyMs,
+        synchronousMs: chats * (2 * latency + toolLatencyMs),
+        clinicCalls: clinic.requestsTo('GET /api/slots').length,
       },
     };
     console.log(`\nbench:burst — the same burst with LLM_MAX_CONCURRENCY=${cap} (${rounds} rounds of ${latency} ms)`);
@@ -185,14 +237,39 @@ export async function run(options: BurstOptions = burstOptions()): Promise<Burst
     line('LLM calls in flight at most', String(figures.capped.maxInFlight));
     line('Redis commands per turn (all processes)', commands.total.toFixed(1));
     line('  the most frequent, per turn', commands.top);
+    const tool = figures.toolRound;
+    console.log(
+      `\nbench:burst — the same burst with one round of clinic actions (clinic answers in ${toolLatencyMs} ms)`,
+    );
+    line('first webhook -> last reply', `${tool.lastReplyMs} ms`);
+    line('ideal (2 x L + C)', `${tool.idealMs} ms  (ours: ${(tool.lastReplyMs / tool.idealMs).toFixed(2)} x ideal)`);
+    line('seed synchronous mode (N x (2 x L + C))', `${tool.synchronousMs} ms`);
+    line('clinic calls (one per chat)', String(tool.clinicCalls));
     return figures;
   } finally {
     await Promise.all([stopApp(receiver), stopApp(worker)]);
     await deletePrefix(stats, prefix);
     stats.disconnect();
-    await Promise.all([llm.close(), graph.close()]);
+    await Promise.all([llm.close(), graph.close(), clinic.close()]);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** A read-only clinic action, as a clinic's ACTIONS_FILE declares it. */
+const FIND_SLOTS = {
+  name: 'find_free_slots',
+  description: 'Free appointment slots on a day.',
+  parameters: {
+    type: 'object',
+    properties: { date: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } },
+    required: ['date'],
+    additionalProperties: false,
+  },
+  method: 'GET',
+  path: '/slots',
+  sideEffects: false,
+  timeoutMs: 5000,
+};
 
 if (require.main === module) {
   run().catch((err: Error) => {

@@ -50,6 +50,8 @@ export class FakeClinicApi {
   private hangs: { match: string; times: number }[] = [];
   /** Answer 503 to everything while true. */
   down = false;
+  /** How long every answer takes, as a real clinic system's would (benchmarks). */
+  latencyMs = 0;
   private readonly replays = new Map<string, { status: number; body: unknown }>();
   private readonly sockets = new Set<Socket>();
   private readonly server: Server;
@@ -82,6 +84,7 @@ export class FakeClinicApi {
     this.replays.clear();
     this.hangs = [];
     this.down = false;
+    this.latencyMs = 0;
     this.slots = [
       { id: 'slot-0900', date: '2030-01-06', time: '09:00', free: true },
       { id: 'slot-1030', date: '2030-01-06', time: '10:30', free: true },
@@ -144,6 +147,7 @@ export class FakeClinicApi {
       hang.times--;
       return;
     }
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
     if (this.down) return send(res, 503, { error: 'maintenance' });
     const key = req.headers['idempotency-key'];
     if (typeof key === 'string' && this.replays.has(key)) {
