@@ -14,12 +14,12 @@ export const SANDBOX_PHONE_NUMBER_ID = '100000000000001';
  */
 export const DEMO_ACTIONS_FILE = 'config/examples/actions.clinic.json';
 
-/** Bodies of routes other than POST /webhook stay small (SPEC §2, WEBHOOK_BODY_LIMIT). */
+/** Bodies of routes other than POST /webhook stay small (POST /webhook has WEBHOOK_BODY_LIMIT). */
 export const DEFAULT_BODY_LIMIT = 102400;
 
 /**
  * Typed, validated configuration. Built once from the environment at start-up; nothing reads
- * process.env afterwards. `env` holds every SPEC §2 variable; the getters derive what several
+ * process.env afterwards. `env` holds every variable; the getters derive what several
  * modules need.
  */
 export class AppConfig {

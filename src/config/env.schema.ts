@@ -47,9 +47,9 @@ const IsHost = (): PropertyDecorator =>
   });
 
 /**
- * Every variable of SPEC.md §2, with its contract default. Values arrive as strings from the
+ * Every variable of the contract (the README's Configuration, .env.example), with its default. Values arrive as strings from the
  * environment; class-transformer turns them into numbers and booleans before validation.
- * Provider- and role-specific requirements use @ValidateIf (the table in SPEC.md §2).
+ * Provider- and role-specific requirements use @ValidateIf (the README's table of required variables).
  */
 export class EnvSchema {
   @IsIn(Object.values(AppRole), { message: 'must be one of receiver, worker, all' })

@@ -36,7 +36,7 @@ function configError(raw: Record<string, string | undefined>): ConfigError {
 }
 
 describe('validateEnv defaults', () => {
-  // Every default SPEC.md §2 lists, exactly as written there.
+  // Every default the contract names (.env.example lists them), exactly as written there.
   const contract: Record<string, unknown> = {
     APP_ROLE: 'all',
     PORT: 3000,
