@@ -1,6 +1,7 @@
 import { type ArgumentMetadata, Injectable, type PipeTransform } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
+import { exceedsNesting, MAX_NESTING } from '../webhook/webhook-payload';
 import { ApiError, type FieldProblem } from './api-error';
 
 /**
@@ -16,11 +17,37 @@ export class ApiValidationPipe implements PipeTransform {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw ApiError.invalid(kind, [{ field: '(body)', problem: 'must be a JSON object' }]);
     }
+    // class-transformer and class-validator recurse as deep as the value nests: past the stack, a 500.
+    if (exceedsNesting(value)) {
+      throw ApiError.invalid(kind, [{ field: '(body)', problem: `must not nest deeper than ${MAX_NESTING} levels` }]);
+    }
+    const hidden = constructorKeys(value);
+    if (hidden.length > 0) throw ApiError.invalid(kind, hidden);
     const instance = plainToInstance(dto, value) as object;
     const errors = validateSync(instance, { whitelist: true, forbidNonWhitelisted: true });
     if (errors.length > 0) throw ApiError.invalid(kind, flatten(errors));
     return instance;
   }
+}
+
+/**
+ * Every `constructor` key, by path. class-transformer takes a nested object's `constructor` for its
+ * class and calls it (a TypeError: a 500), and whitelisting never sees it (every instance has one);
+ * no DTO has such a field, so it is refused like any unknown one.
+ */
+function constructorKeys(value: object): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const stack: [unknown, string][] = [[value, '']];
+  while (stack.length > 0) {
+    const [node, path] = stack.pop()!;
+    if (typeof node !== 'object' || node === null) continue;
+    for (const [key, child] of Object.entries(node)) {
+      const field = path ? `${path}.${key}` : key;
+      if (key === 'constructor') problems.push({ field, problem: 'is not a known field' });
+      stack.push([child, field]);
+    }
+  }
+  return problems;
 }
 
 function flatten(errors: ValidationError[], parent = ''): FieldProblem[] {

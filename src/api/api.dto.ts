@@ -5,6 +5,7 @@ import {
   IsArray,
   IsIn,
   IsInt,
+  IsObject,
   IsOptional,
   IsString,
   Length,
@@ -74,6 +75,8 @@ export class TemplateDto {
   @IsOptional()
   @IsArray({ message: 'must be an array' })
   @ArrayMaxSize(10, { message: 'must have at most 10 entries' })
+  // An array in place of a button becomes an array of DTOs that @ValidateNested lets through.
+  @IsObject({ each: true, message: 'must contain only objects' })
   @ValidateNested({ each: true })
   @Type(() => TemplateButtonDto)
   buttons?: TemplateButtonDto[];
@@ -96,6 +99,8 @@ export class SendMessageDto {
 
   @ApiPropertyOptional({ type: TemplateDto, description: 'sent when the window is closed, or when no text is given' })
   @IsOptional()
+  // class-transformer makes an array of DTOs of an array, and @ValidateNested passes an empty one.
+  @IsObject({ message: 'must be an object' })
   @ValidateNested()
   @Type(() => TemplateDto)
   template?: TemplateDto;
@@ -170,7 +175,11 @@ export class WindowDto {
   @ApiProperty()
   open!: boolean;
 
-  @ApiProperty({ nullable: true, type: String, description: 'ISO time it closes (or closed); null: never opened' })
+  @ApiProperty({
+    nullable: true,
+    type: String,
+    description: 'ISO time it closes (or closed); null: never opened, or a message timestamp past any date',
+  })
   closesAt!: string | null;
 }
 

@@ -37,7 +37,7 @@ export class ConversationsService {
     const window = serviceWindow(state.lastInboundTs, this.clock.now());
     return {
       waId: waId.replace(/^\+/, ''),
-      window: { open: window.open, closesAt: window.closesAt ? new Date(window.closesAt).toISOString() : null },
+      window: { open: window.open, closesAt: isoTime(window.closesAt) },
       handoff: handoff.state,
       language: state.language ?? 'en',
       history: history.map((entry) => ({ role: entry.role, text: entry.text, at: new Date(entry.at).toISOString() })),
@@ -92,6 +92,15 @@ export class ConversationsService {
       throw new ApiError(503, { error: 'unavailable', message: 'storage unavailable; retry' });
     }
   }
+}
+
+/**
+ * The window runs from the patient's message's own timestamp, which a signed payload may carry past
+ * what a Date can hold: such a window shows no end time rather than failing the whole read.
+ */
+function isoTime(ms: number | undefined): string | null {
+  const date = new Date(ms || Number.NaN);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString();
 }
 
 function notFound(): ApiError {

@@ -1,5 +1,6 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import { apiEnabled, OPENAPI_PATH, openApiDocument } from '../api/api.module';
 import { AppModule } from '../app.module';
 import { servesHttpApi } from '../app-role';
@@ -28,6 +29,16 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
     // Node looks for late requests only every 30 s by default; a tenth of the limit keeps the cut near it.
     http: { requestTimeout, connectionsCheckingInterval: Math.min(30_000, Math.floor(requestTimeout / 10)) },
     return503OnClosing: false,
+    // A URL the router cannot read (bad percent-encoding, a path parameter over its length limit)
+    // reaches no route and no route's error handler: /v1 still answers in its one error shape.
+    frameworkErrors: (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+      if (apiEnabled(config.role, config) && req.url.startsWith('/v1/')) {
+        void reply.code(400).send({ error: 'invalid_path', message: 'the path is not a valid URL' });
+        return;
+      }
+      const statusCode = err.statusCode ?? 400;
+      void reply.code(statusCode).send({ error: 'Bad Request', code: err.code, message: err.message, statusCode });
+    },
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRole(config.role, config), adapter, {
     bodyParser: false,

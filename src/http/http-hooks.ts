@@ -1,4 +1,4 @@
-import { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { toApiError } from '../api/api-error.filter';
 import { type AppConfig, DEFAULT_BODY_LIMIT } from '../config/app-config';
 import { type MetricsService } from '../metrics/metrics.service';
@@ -34,6 +34,7 @@ export function installHttpHooks(
       route.config = { ...(route.config as object), [RAW_BODY]: true };
       route.onRequest = [webhookPreBodyHook(webhookAuth, config.env.WEBHOOK_BODY_LIMIT)];
       route.onResponse = [webhookMetricsHook(metrics)];
+      route.errorHandler = receiverErrorHandler;
     } else if (route.url.startsWith('/v1/')) {
       // A message is at most 4096 characters of text plus a template: 16 KB is plenty.
       route.bodyLimit = API_BODY_LIMIT;
@@ -45,6 +46,7 @@ export function installHttpHooks(
       };
     } else {
       route.bodyLimit ??= DEFAULT_BODY_LIMIT;
+      if (route.url === CHATWOOT_WEBHOOK_PATH) route.errorHandler = receiverErrorHandler;
     }
   });
 
@@ -66,6 +68,25 @@ export function installHttpHooks(
     metrics.httpRequests.inc({ route, method: req.method, status: String(reply.statusCode) });
     done();
   });
+}
+
+const CHATWOOT_WEBHOOK_PATH = '/chatwoot/webhook';
+
+/**
+ * The webhook receivers answer every refusal as `{ error }`, also the ones Fastify raises before
+ * the handler runs: a content type it has no parser for (415), a chunked body over the limit (413).
+ */
+function receiverErrorHandler(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+  const error =
+    status === 415
+      ? 'content type must be application/json'
+      : status === 413
+        ? 'payload too large'
+        : status === 500
+          ? 'internal error'
+          : 'invalid request';
+  void reply.status(status).send({ error });
 }
 
 /** /v1 takes JSON bodies only; a request without a body (resume) needs no content type. */

@@ -147,9 +147,11 @@ function messageItem(
   if (!isObject(message)) return { reason: 'message_shape' };
   const id = asString(message.id);
   if (!id || !MESSAGE_ID.test(id)) return { reason: 'message_id' };
-  // A chat is keyed by `from`, else the business-scoped user id (usernames hide the number).
-  const from = asString(message.from);
-  const sender = from !== undefined ? idOf(from, WA_ID) : idOf(message.from_user_id, SCOPED_ID);
+  // A chat is keyed by `from`, else the business-scoped user id (usernames hide the number). A
+  // `from` of another type is a bad sender, not a missing one: the worker answers `from` when set.
+  const from = message.from;
+  const sender =
+    from === undefined || from === null || from === '' ? idOf(message.from_user_id, SCOPED_ID) : idOf(from, WA_ID);
   if (!sender) return { reason: 'message_sender' };
   const type = asString(message.type);
   if (!type || !KNOWN_MESSAGE_TYPES.has(type)) return { reason: 'message_type' };
