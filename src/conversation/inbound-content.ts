@@ -21,14 +21,24 @@ export type Inbound =
 type Json = Record<string, unknown>;
 const obj = (v: unknown): Json => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {});
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
+/** A number as Meta writes it (a number, or digits in a string); Number() of anything else can throw. */
+const num = (v: unknown): number | undefined => {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  return Number.isFinite(n) ? n : undefined;
+};
 const MEDIA = new Set(['image', 'document', 'audio', 'video', 'sticker']);
 /** The new number becomes a chat key: digits only, at most 20 (E.164 has 15). */
 const NEW_WA_ID = /^\d{1,20}$/;
 
+/** The message's own timestamp (seconds), when it carries a usable one. */
+export function messageTimestamp(raw: unknown): number | undefined {
+  return num(obj(raw).timestamp);
+}
+
 export function interpretMessage(raw: unknown): Inbound {
   const m = obj(raw);
   const id = str(m.id) ?? '';
-  const timestamp = Number(m.timestamp) || Math.floor(Date.now() / 1000);
+  const timestamp = messageTimestamp(m) || Math.floor(Date.now() / 1000);
   const type = str(m.type) ?? 'unknown';
   const base = { id, timestamp };
   const content = describe(type, m[type]);
@@ -88,7 +98,7 @@ function describe(type: string, payload: unknown): Described | undefined {
     const place = [str(p.name), str(p.address)].filter(Boolean).join(', ');
     return {
       kind: 'text',
-      text: place ? `[location: ${place}]` : `[location: ${String(p.latitude)}, ${String(p.longitude)}]`,
+      text: place ? `[location: ${place}]` : `[location: ${num(p.latitude) ?? '?'}, ${num(p.longitude) ?? '?'}]`,
     };
   }
   if (type === 'order') {

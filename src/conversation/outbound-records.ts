@@ -148,7 +148,7 @@ export class OutboundRecords {
    * (yet), 'lost' when the lease was.
    */
   async applyStatus(lease: Lease, update: StatusUpdate): Promise<OutboundRecord | undefined | 'lost'> {
-    const rank = STATUS_RANK[update.status] ?? 0;
+    const rank = Object.hasOwn(STATUS_RANK, update.status) ? STATUS_RANK[update.status] : 0;
     const statusAt = update.timestamp ?? String(Math.floor(Date.now() / 1000));
     const result = await this.redis.tsApplyStatus!(
       this.keys.outbound(update.wamid),

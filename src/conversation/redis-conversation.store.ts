@@ -6,6 +6,7 @@ import { RedisConnections } from '../redis/redis-connections.service';
 import { deskLaneOf } from '../queue/queue.constants';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-client';
+import { messageTimestamp } from './inbound-content';
 import { ConversationStore, type DeskRecord, type TurnCommit, TURN_TIMINGS_KEPT } from './conversation.store';
 import {
   ACQUIRE,
@@ -304,7 +305,7 @@ export class RedisConversationStore extends ConversationStore {
     for (const raw of [...turn, ...inbox]) {
       const item = JSON.parse(raw) as IngestItem;
       if (item.kind !== 'message') continue;
-      newest = Math.max(newest, Number((item.raw as { timestamp?: string }).timestamp) || 0);
+      newest = Math.max(newest, messageTimestamp(item.raw) ?? 0);
     }
     return newest;
   }

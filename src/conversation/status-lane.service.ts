@@ -6,7 +6,7 @@ import { AppLogger } from '../logging/app-logger';
 import { MetricsService } from '../metrics/metrics.service';
 import { laneKind } from '../queue/queue.constants';
 import { ConversationStore } from './conversation.store';
-import { OutboundRecords } from './outbound-records';
+import { OutboundRecords, type StatusUpdate } from './outbound-records';
 import { isPartKey } from './reply-sender';
 import { type ReengageRequest } from './reengagement';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
@@ -18,14 +18,43 @@ const RETRY_EVERY_MS = 10_000;
 /** WhatsApp's "more than 24 hours since the customer last replied". */
 const WINDOW_CLOSED_CODE = 131047;
 
-interface StatusRaw {
-  id?: string;
-  status?: string;
-  timestamp?: string;
-  recipient_id?: string;
-  biz_opaque_callback_data?: string;
-  errors?: { code?: number }[];
-  pricing?: { type?: string; category?: string };
+/** Seconds since the epoch, as Meta writes them; longer is no date a status can carry. */
+const EPOCH_SECONDS = /^\d{1,10}$/;
+/** Meta's pricing `category` and `type`: plain lower-case words ('service', 'free_entry_point'). */
+const PRICING_WORD = /^[a-z][a-z0-9_-]{0,39}$/;
+
+type Json = Record<string, unknown>;
+const obj = (v: unknown): Json => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {});
+const text = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+const scalar = (v: unknown): string | undefined =>
+  typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)) ? String(v) : undefined;
+
+/**
+ * The fields of a status this lane uses, each of the type it must have, from what Meta (or
+ * anyone holding the webhook secret) sent: the payload is passed on as received, and one field of
+ * the wrong type must cost that field, never the lane (an array as the timestamp once reached the
+ * Lua script as extra arguments, and every later status of the recipient waited for ever).
+ */
+function statusOf(raw: unknown): Omit<StatusUpdate, 'errorCode' | 'partKey'> & {
+  code?: string;
+  callbackData?: string;
+} {
+  const s = obj(raw);
+  const timestamp = scalar(s.timestamp);
+  const pricing = obj(s.pricing);
+  const category = typeof pricing.category === 'string' ? pricing.category.trim().toLowerCase() : '';
+  const type = typeof pricing.type === 'string' ? pricing.type.trim().toLowerCase() : '';
+  const code = scalar(obj(Array.isArray(s.errors) ? s.errors[0] : undefined).code);
+  return {
+    wamid: text(s.id) ?? '',
+    status: text(s.status) ?? '',
+    timestamp: timestamp !== undefined && EPOCH_SECONDS.test(timestamp) ? timestamp : undefined,
+    code: code !== undefined && /^\d{1,9}$/.test(code) ? code : undefined,
+    callbackData: text(s.biz_opaque_callback_data),
+    pricing:
+      PRICING_WORD.test(category) && category !== 'total' && PRICING_WORD.test(type) ? { category, type } : undefined,
+    recipient: text(s.recipient_id),
+  };
 }
 
 /**
@@ -69,25 +98,17 @@ export class StatusLaneService {
 
   /** True when the status found (or, through its part key, created) its outbound record. */
   private async apply(lease: Lease, item: IngestItem): Promise<boolean | 'lost'> {
-    const status = item.raw as StatusRaw;
-    if (!status.id || !status.status) return true;
-    const partKey = isPartKey(status.biz_opaque_callback_data) ? status.biz_opaque_callback_data : undefined;
-    if (partKey) await this.records.ack(partKey, status.id);
-    const code = status.status === 'failed' ? String(status.errors?.[0]?.code ?? 'unknown') : undefined;
-    const record = await this.records.applyStatus(lease, {
-      wamid: status.id,
-      status: status.status,
-      timestamp: status.timestamp,
-      errorCode: code,
-      partKey,
-      pricing: status.pricing,
-      recipient: status.recipient_id,
-    });
+    const { code: failedWith, callbackData, ...status } = statusOf(item.raw);
+    if (!status.wamid || !status.status) return true;
+    const partKey = isPartKey(callbackData) ? callbackData : undefined;
+    if (partKey) await this.records.ack(partKey, status.wamid);
+    const code = status.status === 'failed' ? (failedWith ?? 'unknown') : undefined;
+    const record = await this.records.applyStatus(lease, { ...status, errorCode: code, partKey });
     if (record === 'lost') return 'lost';
     if (!record) return false;
     if (code) this.logger.warn({ code }, 'outbound message failed');
     if (code === String(WINDOW_CLOSED_CODE) && record.mode === 'free_form' && laneKind(record.lane) === 'chat') {
-      await this.reengage(item, status.id, record.lane, record.sentAt);
+      await this.reengage(item, status.wamid, record.lane, record.sentAt);
     }
     return true;
   }
