@@ -5,11 +5,15 @@ import { Pricing } from '../costs/pricing';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-client';
+import { type IngestItem } from '../dedup/ingest-item';
+import { laneKind, laneParts, statusLane } from '../queue/queue.constants';
 import { Clock } from '../time/clock';
 import { type Lease } from './turn.types';
 
 /** Outbound records and part acks outlive late statuses (at least 30 days). */
 export const RECORD_TTL_S = 35 * 86400;
+/** Statuses waiting on one recipient's lane that a part's settling looks through. */
+const WAITING_STATUSES_READ = 500;
 
 /** Status order: a record only moves forward (a late `delivered` never undoes `read`). */
 const STATUS_RANK: Record<string, number> = { sent: 1, delivered: 2, read: 3, played: 4, failed: 5 };
@@ -134,8 +138,25 @@ export class OutboundRecords {
   }
 
   /** The wamid Meta confirmed for a part key, from a send answer or a status. */
-  ackOf(partKey: string): Promise<string | null> {
-    return this.redis.get(this.keys.partAck(partKey));
+  async ackOf(partKey: string, chat?: string): Promise<string | null> {
+    const acked = await this.redis.get(this.keys.partAck(partKey));
+    if (acked || !chat || laneKind(chat) !== 'chat') return acked;
+    // A status a receiver accepted is as good as its ack: its status lane may not have run yet
+    // (it waits for a worker like any other lane, longer when workers are starved), and a
+    // resend now would double a reply Meta already has.
+    const { phoneNumberId, sender } = laneParts(chat);
+    const lane = statusLane(phoneNumberId, sender);
+    const [turn, inbox] = await Promise.all([
+      this.redis.lrange(this.keys.turnItems(lane), 0, WAITING_STATUSES_READ - 1),
+      this.redis.lrange(this.keys.inbox(lane), 0, WAITING_STATUSES_READ - 1),
+    ]);
+    for (const raw of [...turn, ...inbox]) {
+      const status = (JSON.parse(raw) as IngestItem).raw as { id?: unknown; biz_opaque_callback_data?: unknown };
+      if (status?.biz_opaque_callback_data !== partKey || typeof status.id !== 'string' || status.id === '') continue;
+      await this.ack(partKey, status.id);
+      return status.id;
+    }
+    return null;
   }
 
   /** Settles a part whose send outcome was unknown: its status arrived. */

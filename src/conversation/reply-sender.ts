@@ -45,7 +45,7 @@ export class ReplySender {
       const key = partKey(turn.id, i);
       const started = reply.sending[i];
       if (started) {
-        const acked = await this.records.ackOf(key);
+        const acked = await this.records.ackOf(key, lease.lane);
         if (acked) {
           reply.sent[i] = acked;
           reply.sending[i] = null;

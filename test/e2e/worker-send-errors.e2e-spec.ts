@@ -1,3 +1,4 @@
+import { statusLane } from '../../src/queue/queue.constants';
 import { type RecordedRequest } from '../fakes/fake-graph.server';
 import { BotCluster } from '../utils/bot-cluster';
 import { deadLetters } from '../utils/dead-letters';
@@ -108,6 +109,32 @@ describe.each([
   it('connection broken after the body was written, then a status for its part key: never resent', async () => {
     bot.graph.enqueue({ kind: 'destroy-after-body' });
     await unknownOutcomeSettledByStatus(patient());
+  }, 60_000);
+
+  it('a status accepted in time settles the part even while its status lane waits for a worker: never resent', async () => {
+    const p = patient();
+    const before = await bot.metrics([POSSIBLE_DUPLICATES, REPLIED_TURNS]);
+    // The recipient's status lane is held by a (pretend) stalled worker: the status waits in its
+    // inbox past SEND_UNKNOWN_WAIT_MS, as under starved or paused workers.
+    const statusLaneKey = bot.receiver.keys.lease(statusLane(TEST_PHONE_NUMBER_ID, p.from));
+    await bot.redis.set(statusLaneKey, '1.stalled-worker', 'PX', 4 * SEND_UNKNOWN_WAIT_MS);
+    try {
+      bot.graph.enqueue({ kind: 'destroy-after-body' });
+      expect((await bot.post(textPayload({ from: p.from, text: p.text }))).status).toBe(200);
+      const [first] = await bot.graph.waitForSends(1, 30_000);
+      const key = first.body.biz_opaque_callback_data as string;
+      const wamid = `wamid.WAITING_${p.from}`;
+      const status = { id: wamid, status: 'sent', timestamp: nowSeconds(), recipient_id: p.from };
+      expect((await bot.post(envelope({ statuses: [{ ...status, biz_opaque_callback_data: key }] }))).status).toBe(200);
+      await sleep(SEND_UNKNOWN_WAIT_MS + 2000);
+      expect(attemptsOf(p.reply)).toHaveLength(1);
+      expect(await bot.redis.get(`${root()}:ack:${key}`)).toBe(wamid);
+    } finally {
+      await bot.redis.del(statusLaneKey);
+    }
+    await bot.waitQuiet(60_000);
+    expect(attemptsOf(p.reply)).toHaveLength(1);
+    expect(await bot.metricDeltas(before)).toEqual({ [POSSIBLE_DUPLICATES]: 0, [REPLIED_TURNS]: 1 });
   }, 60_000);
 
   it('connection broken after the body was written, no status: resent once after SEND_UNKNOWN_WAIT_MS', async () => {
