@@ -8,13 +8,15 @@ import { type AddressInfo, type Socket } from 'node:net';
  * a queue in arrival order; an empty queue means success. `delayMs` delays any answer (latency).
  * - graph-error: a Graph error body `{ error: { code, message, type, fbtrace_id } }`, HTTP 400 by default.
  * - status: a bare HTTP status with a non-Graph body (e.g. 429 from a gateway, 500 from a proxy).
+ *   `delivered`: Meta accepted the message before the failure (a 5xx "with having sent"): it gets
+ *   a wamid, recorded like a successful send, that the caller never sees.
  * - hang: read the whole request, never answer (the client times out: unknown outcome).
  * - destroy-after-body: read the whole request, then destroy the socket (unknown outcome).
  */
 export type FakeGraphBehaviour =
   | { kind: 'ok'; delayMs?: number }
   | { kind: 'graph-error'; code: number; message?: string; httpStatus?: number; delayMs?: number }
-  | { kind: 'status'; httpStatus: number; body?: string; delayMs?: number }
+  | { kind: 'status'; httpStatus: number; body?: string; delayMs?: number; delivered?: boolean }
   | { kind: 'hang' }
   | { kind: 'destroy-after-body'; delayMs?: number };
 
@@ -30,7 +32,7 @@ export interface RecordedRequest {
   rawBody: Buffer;
   /** The parsed JSON body (undefined when it was not JSON). */
   body: any;
-  /** The wamid answered, for successful sends. */
+  /** The wamid of a send Meta accepted: answered when it succeeded, unseen by the caller when `delivered`. */
   wamid?: string;
   behaviour: FakeGraphBehaviour['kind'] | 'unauthorized' | 'not-found';
 }
@@ -48,6 +50,11 @@ const META_PATH = /^\/(v\d+\.\d+)\/(\d+)\/messages$/;
  */
 export class FakeGraphServer {
   readonly requests: RecordedRequest[] = [];
+  /**
+   * A behaviour chosen from the request itself when the queue is empty (a throttled period, a
+   * flaky recipient); undefined means success.
+   */
+  behaviourFor?: (request: RecordedRequest) => FakeGraphBehaviour | undefined;
   private readonly queue: FakeGraphBehaviour[] = [];
   private readonly sockets = new Set<Socket>();
   private readonly events = new EventEmitter();
@@ -118,10 +125,11 @@ export class FakeGraphServer {
     this.events.on('request', () => listener(this.requests[this.requests.length - 1]));
   }
 
-  /** Forgets recorded requests and queued behaviours. */
+  /** Forgets recorded requests, queued behaviours and behaviourFor. */
   reset(): void {
     this.requests.length = 0;
     this.queue.length = 0;
+    this.behaviourFor = undefined;
   }
 
   /**
@@ -187,9 +195,10 @@ export class FakeGraphServer {
       this.events.emit('request');
       return json(res, 401, graphError(190, 'Error validating access token: Session has expired'));
     }
-    const behaviour = this.queue.shift() ?? { kind: 'ok' };
+    const behaviour = this.queue.shift() ?? this.behaviourFor?.(record) ?? { kind: 'ok' };
     record.behaviour = behaviour.kind;
-    if (behaviour.kind === 'ok' && record.type === 'send') {
+    const delivered = behaviour.kind === 'ok' || (behaviour.kind === 'status' && behaviour.delivered === true);
+    if (delivered && record.type === 'send') {
       record.wamid = `wamid.FAKE_${record.seq}_${randomBytes(6).toString('hex')}`;
     }
     this.events.emit('request');
