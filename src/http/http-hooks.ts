@@ -11,8 +11,14 @@ export const API_BODY_LIMIT = 16384;
 
 /** Route config flag (`@RouteConfig({ [RAW_BODY]: true })`): the handler gets the JSON body as raw bytes. */
 export const RAW_BODY = 'rawJsonBody';
-const isWebhookIngest = (method: string | string[], url: string): boolean =>
-  url === '/webhook' && (method === 'POST' || (Array.isArray(method) && method.includes('POST')));
+/**
+ * Route config flag of Meta's ingest route (`@RouteConfig({ [WEBHOOK_INGEST]: true })`): its raw
+ * body, limit and pre-body checks follow the handler, so moving or renaming the route cannot
+ * silently drop the bytes the signature is computed over.
+ */
+export const WEBHOOK_INGEST = 'webhookIngest';
+const isWebhookIngest = (config: unknown): boolean =>
+  (config as Record<string, unknown> | undefined)?.[WEBHOOK_INGEST] === true;
 
 /**
  * Fastify-level wiring that Nest decorators cannot express. Must run after NestFactory.create and
@@ -29,7 +35,7 @@ export function installHttpHooks(
   webhookAuth: WebhookAuth | undefined,
 ): void {
   fastify.addHook('onRoute', (route) => {
-    if (isWebhookIngest(route.method, route.url) && webhookAuth) {
+    if (isWebhookIngest(route.config) && webhookAuth) {
       route.bodyLimit = config.env.WEBHOOK_BODY_LIMIT;
       route.config = { ...(route.config as object), [RAW_BODY]: true };
       route.onRequest = [webhookPreBodyHook(webhookAuth, config.env.WEBHOOK_BODY_LIMIT)];

@@ -1,5 +1,7 @@
 import { Controller, Get, Post, Req, Res } from '@nestjs/common';
+import { RouteConfig } from '@nestjs/platform-fastify';
 import { type FastifyReply, type FastifyRequest } from 'fastify';
+import { WEBHOOK_INGEST } from '../http/http-hooks';
 import { WebhookAuth } from './webhook-auth';
 import { WebhookService } from './webhook.service';
 import { setWebhookOutcome } from './webhook-route.hooks';
@@ -32,6 +34,7 @@ export class WebhookController {
    * (webhook-route.hooks); the body arrives here as raw bytes.
    */
   @Post()
+  @RouteConfig({ [WEBHOOK_INGEST]: true })
   async ingest(@Req() req: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     if (!this.auth.bodyOk(req.headers, raw)) {
