@@ -1,6 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
   accessSync,
+  existsSync,
   constants,
   copyFileSync,
   mkdirSync,
@@ -382,6 +383,36 @@ describe('README', () => {
     for (const phrase of ['/health/live', '/health/ready', 'APP_ROLE', '--role', 'noeviction', 'appendfsync']) {
       expect(readme).toContain(phrase);
     }
+  });
+});
+
+describe('the repository explains itself', () => {
+  /** Every file git would ship: tracked and new ones, minus what .gitignore keeps out. */
+  const shipped = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  })
+    .split('\n')
+    .filter((f) => f !== '' && existsSync(join(ROOT, f)));
+  const textual = shipped.filter((f) => /\.(ts|js|md|json|ya?ml|sh|env|example)$|^\.ci\/run$|Dockerfile$/.test(f));
+
+  it('cites no document kept outside it (the contract and notes of the project are in docs/)', () => {
+    const outside = /\b(SPEC|PROTOCOLS|STYLE)\.md\b|\bSPEC §|\.\.\/shared\//;
+    const citing = textual.filter((f) => f !== 'test/e2e/deploy-and-docs.e2e-spec.ts' && outside.test(read(f)));
+    expect(citing).toEqual([]);
+  });
+
+  it('every relative link of its Markdown files points at a file or folder that exists', () => {
+    const broken: string[] = [];
+    for (const file of shipped.filter((f) => f.endsWith('.md') && !f.startsWith('test/fixtures/'))) {
+      const text = read(file).replace(/```[\s\S]*?```/g, '');
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z][a-z0-9+.-]*:/i.test(target) || target.startsWith('#')) continue;
+        const path = decodeURIComponent(target.split('#')[0]);
+        if (!existsSync(resolve(ROOT, dirname(file), path))) broken.push(`${file}: ${target}`);
+      }
+    }
+    expect(broken).toEqual([]);
   });
 });
 
