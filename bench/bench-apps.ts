@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Redis } from 'ioredis';
+import { waitUntil } from '../test/utils/wait';
 import { appEntry, freePort, percentile } from './load.harness';
 
 export { freePort, percentile };
@@ -203,13 +204,9 @@ export function commandsPerTurn(
   return { total, top: most };
 }
 
-export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** waitUntil, polling every 20 ms: the benchmarks time what they wait for. */
+export const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> =>
+  waitUntil(what, check, timeoutMs, 20);
 
 /** BENCH_QUICK=1: short runs for a smoke test of the scripts; their figures mean little. */
 export const quickMode = (): boolean => process.env.BENCH_QUICK === '1';

@@ -3,12 +3,12 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createServer, type AddressInfo } from 'node:net';
 import autocannon from 'autocannon';
 import { type Redis } from 'ioredis';
 import { TURNS_QUEUE } from '../src/queue/queue.constants';
 import { type BenchWork } from './bare-ingest.work';
 import { RedisKeys } from '../src/redis/redis-keys';
+import { freePort } from '../test/utils/wait';
 
 /**
  * Shared plumbing of the load benchmarks (ingest.bench.ts, adapter-probe.ts): server processes,
@@ -47,16 +47,7 @@ export function benchSettings(): BenchSettings {
 /** One prefix per run and target: the bench only ever deletes keys under it. */
 export const runPrefix = (target: string): string => `bench_${process.pid}_${randomBytes(3).toString('hex')}_${target}`;
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Process CPU time (user + system) so far, in seconds, from /proc (Linux); NaN once it is gone. */
 export function cpuSecondsOf(pid: number): number {

@@ -18,7 +18,7 @@ import { ApiSendTurn } from './api-send-turn';
 import { DeadLetters } from './dead-letters';
 import { deskItems, type DeskStep } from './desk-steps';
 import { HandoverPlanner } from './handover-planner';
-import { interpretMessage, planTurn, type TurnPlan } from './inbound-content';
+import { interpretMessage, planTurn } from './inbound-content';
 import { LlmStep } from './llm-step';
 import { type ReengageRequest, Reengagement, replaceUnsentWithTemplate, templateReply } from './reengagement';
 import { ReplySender } from './reply-sender';
@@ -26,11 +26,11 @@ import { serviceWindow } from './service-window';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
 import {
   type ChatState,
-  type Handoff,
   type HistoryEntry,
   type LaneSnapshot,
   type Lease,
   type StoredReply,
+  type TurnContext,
   type TurnEscalation,
   type TurnMeta,
 } from './turn.types';
@@ -40,18 +40,6 @@ export const MAX_TURNS_PER_WINDOW = 10;
 export const TURN_RATE_WINDOW_MS = 60_000;
 
 type CommitOutcome = 'replied' | 'skipped' | 'dead_lettered' | 'escalated' | 'reengaged';
-
-interface TurnContext {
-  lease: Lease;
-  turn: TurnMeta;
-  items: IngestItem[];
-  plan: TurnPlan;
-  state: ChatState;
-  history: HistoryEntry[];
-  handoff: Handoff;
-  language: Language;
-  to: string;
-}
 
 /**
  * One chat turn: the lane's waiting messages become one turn, answered by the LLM
@@ -450,5 +438,3 @@ function recipientOf(items: IngestItem[]): string {
   }
   return '';
 }
-
-export type { TurnContext };

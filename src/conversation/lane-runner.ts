@@ -81,7 +81,8 @@ export class LaneRunner {
     if (failures < 0) return { kind: 'lost' };
     if (failures < MAX_TURN_FAILURES) {
       this.metrics.turnFailures.inc({ outcome: 'retried' });
-      this.logger.error({ chat, failures, err: err.message }, 'turn failed unexpectedly; retrying');
+      // The stack, not the error object: a library's error may carry the request it failed on.
+      this.logger.error({ chat, failures, err: err.message, stack: err.stack }, 'turn failed unexpectedly; retrying');
       // Parked, not only released: the sweeper would otherwise re-arm a turn in flight at once.
       const at = Date.now() + exponentialMs(FAILURE_BACKOFF_MS, failures);
       return (await this.store.defer(lease, at)) ? { kind: 'deferred', at } : { kind: 'lost' };

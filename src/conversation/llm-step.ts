@@ -11,13 +11,12 @@ import { SystemPromptLoader } from '../llm/system-prompt.loader';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
-import { type TurnContext } from './chat-turn.service';
 import { ConversationStore } from './conversation.store';
 import { DeadLetters } from './dead-letters';
 import { OutboundRecords } from './outbound-records';
 import { deferredOrLost, LOST, type RunOutcome } from './turn-outcome';
 import { ActionRounds } from './action-rounds';
-import { leaseUsable, type TurnEscalation, type TurnMeta } from './turn.types';
+import { leaseUsable, type TurnContext, type TurnEscalation, type TurnMeta } from './turn.types';
 import { exponentialMs, withJitter } from '../time/backoff';
 
 export type LlmStepResult =

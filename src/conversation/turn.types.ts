@@ -1,5 +1,7 @@
 import { type TemplateContent } from '../bsp/bsp.client';
 import { type IngestItem } from '../dedup/ingest-item';
+import { type Language } from '../llm/language';
+import { type TurnPlan } from './inbound-content';
 
 /** A held lane lease: every write and send of the turn carries its fencing token. */
 export interface Lease {
@@ -173,3 +175,16 @@ export interface LaneSnapshot {
 }
 
 export type FinishResult = 'lost' | 'idle' | 'more';
+
+/** What a chat turn's steps (the turn service, the LLM step) share while the turn runs. */
+export interface TurnContext {
+  lease: Lease;
+  turn: TurnMeta;
+  items: IngestItem[];
+  plan: TurnPlan;
+  state: ChatState;
+  history: HistoryEntry[];
+  handoff: Handoff;
+  language: Language;
+  to: string;
+}

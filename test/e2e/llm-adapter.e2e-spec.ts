@@ -18,6 +18,7 @@ import { MetricsService } from '../../src/metrics/metrics.service';
 import { RedisConnections } from '../../src/redis/redis-connections.service';
 import { RedisKeys } from '../../src/redis/redis-keys';
 import { RedisModule } from '../../src/redis/redis.module';
+import { waitUntil } from '../utils/wait';
 import { FakeLlmServer, type FakeLlmMode, REASONING_TEXT } from '../fakes/fake-llm.server';
 import { deleteKeys } from '../utils/test-app';
 import { testEnv } from '../utils/test-env';
@@ -37,14 +38,6 @@ async function failureOf(promise: Promise<unknown>): Promise<LlmError> {
     return err as LlmError;
   }
   throw new Error('expected the call to fail');
-}
-
-async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const failureCount = async (metrics: MetricsService, kind: LlmFailureKind): Promise<number> =>
@@ -254,7 +247,7 @@ describe('OpenAiLlmClient against a fake vLLM', () => {
     expect(elapsed).toBeLessThan(1300);
     expect(await failureCount(metrics, 'timeout')).toBe(1);
     // The client hung up, so vLLM would abort the generation instead of finishing it for nobody.
-    await waitUntil(() => fake.inFlight === 0, 2000, 'the fake to see the disconnect');
+    await waitUntil('the fake to see the disconnect', () => fake.inFlight === 0, 2000);
   });
 
   it('fails with kind error while the server is down (connection refused) and recovers when it is back', async () => {
@@ -312,7 +305,7 @@ describe('OpenAiLlmClient against a fake vLLM', () => {
       expect(patient.connectionsOpened).toBe(1);
       const idleSince = Date.now();
       // The server would keep it for a minute: only the client's idle timeout can close it.
-      await waitUntil(() => patient.connectionsClosed === 1, 3000, 'the idle socket to close');
+      await waitUntil('the idle socket to close', () => patient.connectionsClosed === 1, 3000);
       expect(Date.now() - idleSince).toBeGreaterThanOrEqual(250);
       await client.complete(sampleRequest('three'));
       expect(patient.connectionsOpened).toBe(2);
@@ -434,10 +427,10 @@ describe('LlmConcurrencyLimiter on real Redis', () => {
     const { limiter } = newLimiter();
     const started = Date.now();
     expect(await limiter.tryAcquire('alive')).toBe(false);
-    await waitUntil(() => limiter.tryAcquire('alive'), 3000, 'a dead slot to expire');
+    await waitUntil('a dead slot to expire', () => limiter.tryAcquire('alive'), 3000);
     expect(Date.now() - started).toBeGreaterThanOrEqual(300);
     // The dead slots were taken a few ms apart, so they expire a few ms apart.
-    await waitUntil(async () => (await limiter.held()) === 1, 1000, 'every dead slot to expire');
+    await waitUntil('every dead slot to expire', async () => (await limiter.held()) === 1, 1000);
     await limiter.tryAcquire('alive'); // renewing prunes the expired holders
     expect(await redis.zrange(llmSlotsKey(new RedisKeys(config.redisKeyRoot)), 0, -1)).toEqual(['alive']);
   });

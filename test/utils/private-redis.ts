@@ -1,10 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { killOnExit } from './kill-on-exit';
+import { freePort } from './wait';
+
+export { freePort };
 
 const REDIS_SERVER = process.env.TEST_REDIS_SERVER ?? '/usr/bin/redis-server';
 const START_TIMEOUT_MS = 10_000;
@@ -49,18 +52,6 @@ function startWatchdog(redisPid: number): void {
   const script = `while kill -0 ${redisPid} 2>/dev/null; do if ! kill -0 ${process.pid} 2>/dev/null; then kill -9 ${redisPid}; exit 0; fi; sleep 1; done`;
   const watchdog = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore' });
   watchdog.unref();
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**

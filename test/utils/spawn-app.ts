@@ -1,15 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { killOnExit } from './kill-on-exit';
 import { deleteKeys } from './test-app';
 import { testEnv } from './test-env';
+import { freePort, waitUntil } from './wait';
 
 const REPO_ROOT = resolve(__dirname, '..', '..');
-const POLL_MS = 50;
 
 export interface ExitInfo {
   code: number | null;
@@ -46,31 +45,7 @@ export interface SpawnOptions {
 
 const spawned = new Set<ChildProcess>();
 
-/** A port nobody listens on right now (the usual small race with whoever binds it next). */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
-
-export async function waitUntil(
-  what: string,
-  check: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
+export { freePort, waitUntil };
 
 /** One HTTP request that never throws: a refused connection is status 0. */
 export async function httpStatus(url: string, init?: RequestInit): Promise<number> {
