@@ -18,7 +18,7 @@
  * BURST_CAP (32); BENCH_QUICK=1 makes them 20, 1000, 50, 50 and 8.
  */
 import { Redis } from 'ioredis';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeClinicApi } from '../test/fakes/fake-clinic-api.server';
@@ -183,7 +183,7 @@ export async function run(options: BurstOptions = burstOptions()): Promise<Burst
     // 4. The burst, uncapped, with one round of clinic actions per turn.
     await stopApp(worker);
     const actionsFile = join(dir, 'actions.json');
-    writeFileSync(actionsFile, JSON.stringify({ actions: [FIND_SLOTS] }));
+    writeFileSync(actionsFile, JSON.stringify({ actions: [findSlotsAction()] }));
     worker = startApp('worker', {
       ...env,
       ACTIONS_FILE: actionsFile,
@@ -255,22 +255,15 @@ export async function run(options: BurstOptions = burstOptions()): Promise<Burst
   }
 }
 
-/** A read-only clinic action, as a clinic's ACTIONS_FILE declares it. */
-const FIND_SLOTS = {
-  name: 'find_free_slots',
-  description: 'Free appointment slots on a day.',
-  parameters: {
-    type: 'object',
-    properties: { date: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } },
-    required: ['date'],
-    additionalProperties: false,
-  },
-  method: 'GET',
-  path: '/slots',
-  sideEffects: false,
-  timeoutMs: 5000,
-};
-
+/** The clinic example's read-only action, as a clinic's ACTIONS_FILE declares it. */
+function findSlotsAction(): unknown {
+  const example = JSON.parse(
+    readFileSync(join(__dirname, '..', 'config', 'examples', 'actions.clinic.json'), 'utf8'),
+  ) as {
+    actions: { name: string }[];
+  };
+  return example.actions.find((action) => action.name === 'find_free_slots');
+}
 if (require.main === module) {
   run().catch((err: Error) => {
     console.error(err);
