@@ -118,7 +118,7 @@ const postWebhook = (
     path: '/webhook',
     headers: { 'content-type': 'application/json', 'x-hub-signature-256': signBody(body), ...headers },
     body,
-    chunked,
+    chunked: chunked ? 'burst' : undefined,
   });
 
 function chatwootSignature(raw: Buffer | string, timestamp: string, secret = CW_SECRET): string {

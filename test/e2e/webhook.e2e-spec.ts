@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { rawRequest, type RawRequest, type RawResponse } from '../utils/raw-http';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { chatLane, statusLane } from '../../src/queue/queue.constants';
@@ -23,74 +23,9 @@ const receiver = (env: Record<string, string | undefined> = {}): Promise<TestApp
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-interface RawAnswer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-interface RawSend {
-  headers?: Record<string, string | number>;
-  /** Sent whole (with content-length unless `chunked`). */
-  body?: Buffer | string;
-  /** Sent in 512-byte pieces with Transfer-Encoding: chunked, stopping once the server answers. */
-  chunked?: boolean;
-  /** Headers only, the body never follows: only an answer that does not need the body arrives. */
-  withholdBody?: boolean;
-}
-
-/**
- * POST with node:http rather than fetch: it can omit the content type, stream a chunked body and
- * keep a body back, and it keeps the answer when the server closes the socket while we still write.
- */
-function rawPost(baseUrl: string, send: RawSend, path = '/webhook'): Promise<RawAnswer> {
-  const { hostname, port } = new URL(baseUrl);
-  const body = send.body === undefined ? undefined : Buffer.from(send.body);
-  const headers: Record<string, string | number> = { ...send.headers };
-  if (send.chunked) headers['transfer-encoding'] = 'chunked';
-  else if (send.withholdBody) headers['content-length'] ??= 100_000;
-  else if (body) headers['content-length'] = body.length;
-  return new Promise<RawAnswer>((resolve, reject) => {
-    let answered = false;
-    const req = httpRequest({ hostname, port: Number(port), path, method: 'POST', headers, agent: false });
-    const timer = setTimeout(() => {
-      req.destroy();
-      reject(new Error('no answer within 5 s'));
-    }, 5_000);
-    req.on('response', (res) => {
-      answered = true;
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        clearTimeout(timer);
-        req.destroy();
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
-      });
-    });
-    // An early answer followed by a close makes our remaining writes fail: the answer is what counts.
-    req.on('error', (err) => {
-      if (answered) return;
-      clearTimeout(timer);
-      reject(err);
-    });
-    if (send.withholdBody) {
-      req.flushHeaders();
-      return;
-    }
-    if (send.chunked && body) {
-      void writeChunks(req, body, () => answered);
-      return;
-    }
-    req.end(body);
-  });
-}
-
-async function writeChunks(req: ReturnType<typeof httpRequest>, body: Buffer, stop: () => boolean): Promise<void> {
-  for (let at = 0; at < body.length && !stop() && !req.destroyed; at += 512) {
-    await new Promise<void>((resolve) => req.write(body.subarray(at, at + 512), () => resolve()));
-  }
-  if (!req.destroyed) req.end();
-}
+/** POST /webhook (or `path`) over a raw connection: no content type, a chunked body, a body kept back. */
+const rawPost = (baseUrl: string, send: Omit<RawRequest, 'path'>, path = '/webhook'): Promise<RawResponse> =>
+  rawRequest(baseUrl, { ...send, path, timeoutMs: 5_000 });
 
 const jsonHeaders = (raw: string | Buffer): Record<string, string> => ({
   'content-type': 'application/json',
@@ -575,14 +510,14 @@ describe('POST /webhook: 413 over WEBHOOK_BODY_LIMIT', () => {
 
   it('refuses a chunked body over the limit, without content-length (413, never 5xx)', async () => {
     const raw = padded(16_384, '971500000163');
-    const res = await rawPost(t.url, { headers: jsonHeaders(raw), body: raw, chunked: true });
+    const res = await rawPost(t.url, { headers: jsonHeaders(raw), body: raw, chunked: 'paced' });
     expect(res.status).toBe(413);
     expect(await inboxItems(t, chatLane(PN, '971500000163'))).toEqual([]);
   });
 
   it('accepts a chunked body under the limit', async () => {
     const raw = padded(2000, '971500000164');
-    const res = await rawPost(t.url, { headers: jsonHeaders(raw), body: raw, chunked: true });
+    const res = await rawPost(t.url, { headers: jsonHeaders(raw), body: raw, chunked: 'paced' });
     expect(res.status).toBe(200);
     expect(await inboxItems(t, chatLane(PN, '971500000164'))).toHaveLength(1);
   });

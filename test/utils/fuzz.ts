@@ -1,4 +1,4 @@
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { rawRequest, type RawRequest, type RawResponse } from './raw-http';
 import fc, { type Arbitrary, type Parameters as FcParameters } from 'fast-check';
 
 /*
@@ -41,71 +41,10 @@ export const encode = (s: string): string =>
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP
 
-export interface RawResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  text: string;
-}
+/** Every request of the fuzz, over a fresh connection. */
+export const send = (baseUrl: string, request: RawRequest): Promise<RawResponse> => rawRequest(baseUrl, request);
 
-export interface RawRequest {
-  method?: string;
-  path: string;
-  headers?: Record<string, string | string[] | undefined>;
-  body?: Buffer | string;
-  /** Sent with Transfer-Encoding: chunked, without content-length. */
-  chunked?: boolean;
-}
-
-/**
- * One request over a fresh connection with node:http: any bytes as body, headers omitted when
- * undefined, content-length always right. An answer that arrives before the whole body was written
- * (refused early, the connection closed) is still the answer.
- */
-export function send(baseUrl: string, request: RawRequest): Promise<RawResponse> {
-  const { hostname, port } = new URL(baseUrl);
-  const body = request.body === undefined ? undefined : Buffer.from(request.body);
-  const headers: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(request.headers ?? {})) if (value !== undefined) headers[name] = value;
-  if (body && !request.chunked) headers['content-length'] = String(body.length);
-  return new Promise<RawResponse>((resolve, reject) => {
-    let answered = false;
-    const req = httpRequest({
-      hostname,
-      port: Number(port),
-      path: request.path,
-      method: request.method ?? 'POST',
-      headers,
-      agent: false,
-    });
-    const timer = setTimeout(() => {
-      req.destroy();
-      reject(new Error(`no answer within 15 s: ${request.method ?? 'POST'} ${request.path.slice(0, 200)}`));
-    }, 15_000);
-    req.on('response', (res) => {
-      answered = true;
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        clearTimeout(timer);
-        req.destroy();
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') });
-      });
-    });
-    req.on('error', (err) => {
-      // An early answer followed by a close makes the rest of our writes fail: the answer counts.
-      if (answered) return;
-      clearTimeout(timer);
-      reject(err);
-    });
-    if (request.chunked && body) {
-      // In pieces, so that the server sees a body of unknown length and may refuse it midway.
-      for (let at = 0; at < body.length; at += 65_536) req.write(body.subarray(at, at + 65_536));
-      req.end();
-      return;
-    }
-    req.end(body);
-  });
-}
+export type { RawRequest, RawResponse };
 
 /** The body parsed as JSON, or undefined. */
 export function jsonOf(text: string): unknown {
