@@ -214,6 +214,21 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         expect(history[3].text).toBe('[template appointment_reminder: Dr Salma | Ahmed | Sun 10:00]');
       }, 90_000);
 
+      it('a message stamped days ahead of our clock opens the window from now, not from its stamp', async () => {
+        const from = nextSender();
+        const message = textMessage({ from, text: 'hello from a wrong clock' });
+        message.timestamp = String(Math.floor((clock.now() + 3 * DAY) / 1000));
+        expect((await bot.post(envelope({ messages: [message] }))).status).toBe(200);
+        await waitUntil('the reply', () => Promise.resolve(sendsTo(from).length > 0), 30_000);
+        await bot.waitQuiet();
+        const lastTs = Number(await bot.redis.hget(chatKey(from, 'state'), 'lastInboundTs'));
+        expect(lastTs * 1000).toBeLessThanOrEqual(clock.now() + 60_000);
+
+        move(DAY + 2 * 60_000);
+        expect((await call(bot, 'GET', `/v1/conversations/${from}`)).body.window.open).toBe(false);
+        expect((await call(bot, 'POST', '/v1/messages', { body: { to: from, text: 'Reminder' } })).status).toBe(409);
+      }, 60_000);
+
       it('a late message (window already closed) skips the LLM and hands the chat over; resume gives it back', async () => {
         const from = nextSender();
         const late = textMessage({ from, text: 'are you there?' });
