@@ -28,7 +28,7 @@ export type RequeueResult =
 
 /** Before closing, how long to wait for the worker's connections to finish opening. */
 const CLOSE_READY_WAIT_MS = 1000;
-/** How long shutdown waits for this worker; its jobs are short and safe to cut (see close()). */
+/** How long shutdown waits for this worker; its jobs are short and safe to cut (see onModuleDestroy). */
 const CLOSE_LIMIT_MS = 2000;
 const LANE = /^[csd]\.[^:\s]+$/;
 const KINDS = new Set<string>(['message', 'status', 'chatwoot', 'desk', 'api', 'reengage']);

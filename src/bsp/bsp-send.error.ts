@@ -12,12 +12,12 @@ export type BspErrorKind = 'retry' | 'pair_rate' | 'window_closed' | 'permanent'
 
 /**
  * Whether the request may have reached the BSP:
- * - `not_sent`: certainly not accepted (refused connection, error before the body was written, or
- *   an error answer such as a 4xx). Resending cannot duplicate.
- * - `unknown`: the request was fully written and then the connection broke, the call timed out, or
- *   the BSP answered 5xx. Meta may have accepted it: resend only after no status carrying this
- *   send's `biz_opaque_callback_data` arrived within a bounded wait, and count it as a possible
- *   duplicate.
+ * - `not_sent`: certainly not accepted (refused connection, error before the body was written, a
+ *   4xx, or a 5xx carrying a Graph error code). Resending cannot duplicate.
+ * - `unknown`: the request was fully written and then the connection broke or the call timed out,
+ *   or the answer was a bare 5xx (a gateway's) or a 2xx without a wamid. Meta may have accepted it:
+ *   resend only after no status carrying this send's `biz_opaque_callback_data` arrived within
+ *   SEND_UNKNOWN_WAIT_MS, and count it as a possible duplicate.
  */
 export type SendOutcome = 'not_sent' | 'unknown';
 

@@ -24,7 +24,6 @@ export interface TemplateButton {
 
 /** An approved template and the values of its variables. */
 export interface TemplateContent {
-  /** Approved template name. */
   name: string;
   /** Template language code, e.g. 'en' or 'ar' (must match an approved translation). */
   language: string;

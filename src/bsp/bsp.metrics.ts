@@ -10,9 +10,9 @@ export type BspOperation = 'text' | 'template' | 'read';
  * tawasul_config_alert{code}.
  *
  * The alert is deliberately simple: a config-class error sets its code to 1; the next successful
- * call clears it (back to 0) because it proves the token, permissions and number work again. Codes
- * about one template (132001, 132015, 132016) are cleared only by a successful template send. The
- * gauge is per process: alert on `max by (code) (tawasul_config_alert) == 1`.
+ * call clears it (back to 0) because it proves the token, permissions and number work again; codes
+ * about one template (TEMPLATE_CONFIG_CODES) only a successful template send clears. The gauge is
+ * per process: alert on `max by (code) (tawasul_config_alert) == 1`.
  *
  * It holds the raised codes, so BspModule provides one and hands it to the adapter: a second
  * instance would never clear the alerts the first one raised.

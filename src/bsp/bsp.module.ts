@@ -9,7 +9,6 @@ import { Dialog360BspClient } from './dialog360-bsp.client';
 import { MetaBspClient } from './meta-bsp.client';
 import { SandboxBspClient } from './sandbox-bsp.client';
 
-/** Builds the adapter BSP_PROVIDER names. */
 export function createBspClient(
   config: AppConfig,
   metrics: BspMetrics,
@@ -30,10 +29,9 @@ export function createBspClient(
 }
 
 /**
- * The WhatsApp send side: `BspClient` bound to the adapter chosen by BSP_PROVIDER, and
- * `BspMetrics`, provided once because it remembers which config alerts are raised. Needs the
- * global config, logging, metrics and Redis modules. Adapters close their keep-alive sockets on
- * application shutdown.
+ * The WhatsApp send side: `BspClient` bound to the adapter BSP_PROVIDER names, and the one
+ * `BspMetrics` (bsp.metrics.ts says why one). Needs the global config, logging, metrics and Redis
+ * modules. Adapters close their keep-alive sockets on application shutdown.
  */
 @Module({
   providers: [

@@ -47,8 +47,8 @@ const IsHost = (): PropertyDecorator =>
   });
 
 /**
- * Every variable of the contract (the README's Configuration, .env.example), with its default. Values arrive as strings from the
- * environment; class-transformer turns them into numbers and booleans before validation.
+ * Every variable (the README's Configuration, .env.example), with its default. Values arrive as
+ * strings from the environment; class-transformer turns them into numbers and booleans before validation.
  * Provider- and role-specific requirements use @ValidateIf (the README's table of required variables).
  */
 export class EnvSchema {
@@ -377,7 +377,7 @@ export class EnvSchema {
   @Max(60000, { message: 'must be a whole number of milliseconds between 0 and 60000' })
   SHUTDOWN_DRAIN_MS = 2000;
 
-  /** A worker's lease on a chat; renewed while it works, taken over when it lapses. */
+  /** A worker's lease on a lane; renewed while it works, taken over when it lapses. */
   @Type(() => Number)
   @IsInt({ message: 'must be a whole number of milliseconds between 1000 and 600000' })
   @Min(1000, { message: 'must be a whole number of milliseconds between 1000 and 600000' })

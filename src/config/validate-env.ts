@@ -13,7 +13,8 @@ export class ConfigError extends Error {
 
 const reasonOf = (error: ValidationError): string => {
   const reasons = Object.values(error.constraints ?? {});
-  // class-validator reports every failed constraint; the first is the most basic one.
+  // class-validator lists the failed constraints in reverse of their declaration: the last is the
+  // first declared, the most basic one.
   return reasons[reasons.length - 1] ?? 'is invalid';
 };
 
@@ -24,13 +25,13 @@ export function envVariableNames(): string[] {
 }
 
 /**
- * Validates raw environment variables against EnvSchema and returns the typed result.
- * Used by ConfigModule.forRoot({ validate }) and by main.ts before anything boots.
+ * Validates raw environment variables against EnvSchema and returns the typed result. Called by
+ * main.ts (and the test app) before anything boots, never through ConfigModule (config.module.ts).
  */
 export function validateEnv(raw: Record<string, unknown>): EnvSchema {
   const input: Record<string, unknown> = {};
   for (const key of envVariableNames()) {
-    // An empty value means "not set": the contract default applies.
+    // An empty value means "not set": the schema's default applies.
     if (typeof raw[key] === 'string' && raw[key] !== '') input[key] = raw[key];
   }
   if (input.LLM_PROVIDER === undefined) input.LLM_PROVIDER = input.LLM_BASE_URL ? 'openai' : 'offline';

@@ -306,9 +306,8 @@ export class Pricing {
 
   /**
    * Billed USD of one delivered message from a status's `pricing`: type 'regular' → rate (with
-   * markup), any other type (free_customer_service, free_entry_point) → 0. Category aliases:
-   * 'authentication-international' → its own rate if the market has one, else 'authentication';
-   * 'marketing_lite' likewise → 'marketing'; 'referral_conversion' → 0. Unknown category → 0.
+   * markup), any other type (free_customer_service, free_entry_point) → 0. Categories fall back as
+   * FALLBACK_CATEGORY and NEVER_CHARGED say; an unknown category → 0.
    */
   billed(q: { to: string; category: string; type: string; at: number }): number {
     if (q.type.trim().toLowerCase() !== 'regular') return 0;

@@ -1,11 +1,12 @@
 /** One unit of work for a lane, as stored in its inbox (JSON). */
 export interface IngestItem {
   /**
-   * Dedup identity: `m:<wamid>` for messages, `s:<wamid>:<status>` for statuses, `cw:<id>` for
-   * Chatwoot events, `r:<wamid>` for a reply WhatsApp refused as outside the window.
+   * Dedup identity: `m:<wamid>` for messages, `s:<wamid>:<status>` for statuses, `cw:m:<id>` and
+   * `cw:r:<conversation>:<time>` for Chatwoot events, `api:<id>` for /v1 messages, `d:<uuid>` for
+   * desk steps, `r:<wamid>` for a reply WhatsApp refused as outside the window.
    */
   key: string;
-  /** The lane (chat or status stream) whose turn handles it. */
+  /** The lane (chat, status or desk) whose turn handles it. */
   lane: string;
   /**
    * What the worker does with it: a patient's message, a delivery status, an event from Chatwoot
@@ -15,9 +16,11 @@ export interface IngestItem {
   kind: 'message' | 'status' | 'chatwoot' | 'desk' | 'api' | 'reengage';
   /** Arrival time at the receiver (ms since epoch). */
   receivedAt: number;
-  /** The business number it belongs to. */
   phoneNumberId: string;
-  /** The item as Meta sent it (message or status object), untouched. */
+  /**
+   * Meta's message or status object, untouched; for the other kinds their own shape (ChatwootEvent,
+   * DeskStep, ApiMessage, ReengageRequest).
+   */
   raw: unknown;
   /** The sender's profile from `contacts[]`, when Meta sent one. */
   contact?: { name?: string; waId?: string; userId?: string };

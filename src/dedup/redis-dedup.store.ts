@@ -12,7 +12,7 @@ const UNHANDLED_CAP = 1000;
 type IngestCommand = (numKeys: number, ...keysAndArgs: (string | number)[]) => Promise<[number, string][]>;
 type EnqueueOnceCommand = (...keysAndArgs: (string | number)[]) => Promise<[number, string, string]>;
 
-/** DedupStore on Redis: one Lua script (EVALSHA, EVAL on NOSCRIPT) over the ingest connection. */
+/** DedupStore on Redis: each call one Lua script (EVALSHA, EVAL on NOSCRIPT) on the ingest connection. */
 @Injectable()
 export class RedisDedupStore extends DedupStore {
   private readonly client: RedisClient & { tawasulIngest?: IngestCommand; tawasulEnqueueOnce?: EnqueueOnceCommand };

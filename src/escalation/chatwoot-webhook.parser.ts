@@ -22,7 +22,7 @@ const id = (v: unknown): string | undefined =>
     : undefined;
 const text = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
-/** Same rules as a Meta sender: lane ids become Redis key parts and job ids (never `:`). */
+/** Lane ids become Redis key parts and job ids: short, and never a `:`. */
 const SENDER = /^[A-Za-z0-9_.+-]{1,64}$/;
 const ID_PART = /^[A-Za-z0-9_-]{1,64}$/;
 

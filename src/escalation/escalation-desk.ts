@@ -29,7 +29,8 @@ export interface DeskPost {
 /**
  * Why a desk call failed, and what the caller does about it:
  * - `unavailable`: network error, timeout, 5xx or 429. Retry with backoff; nothing is lost.
- * - `config`: 401/403: the token or account is wrong. A human must act; retry slowly.
+ * - `config`: 401/403, a redirect, or a 404 where every desk has a route: the URL, token, account
+ *   or inbox is wrong. A human must act; retry slowly.
  * - `not_found`: the conversation is gone (deleted by an admin). Find or create another one.
  * - `rejected`: any other 4xx. This request will never succeed as it is.
  */

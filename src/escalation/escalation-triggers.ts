@@ -205,7 +205,10 @@ export class EscalationTriggers {
     this.threshold = config.env.ESCALATION_THRESHOLD;
   }
 
-  /** texts: the turn's patient texts in order; interactiveIds: ids of interactive replies in the turn. undefined: no escalation. */
+  /**
+   * `texts`: the turn's patient texts, in order; `interactiveIds`: the ids of its interactive replies.
+   * Undefined: no escalation.
+   */
   check(texts: readonly string[], interactiveIds: readonly string[] = []): TriggerMatch | undefined {
     const messages = texts.map(tokensOf);
     const scored = messages.map((tokens) => this.score(tokens));

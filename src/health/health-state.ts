@@ -4,8 +4,9 @@ import { Injectable } from '@nestjs/common';
 export type LivenessCheck = () => boolean;
 
 /**
- * Process-level health facts that are not Redis: whether SIGTERM arrived, and liveness conditions
- * registered by other modules (the worker registers its job loop).
+ * Process-level health facts that are not Redis: whether SIGTERM arrived, and the liveness and
+ * readiness conditions other modules register (the worker's job loop, the receiver's ingest
+ * connection).
  */
 @Injectable()
 export class HealthState {

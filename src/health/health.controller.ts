@@ -25,7 +25,10 @@ export class HealthController {
     ]);
   }
 
-  /** 503 from the moment SIGTERM arrives, and whenever Redis does not answer a PING within 1 s. */
+  /**
+   * 503 from the moment SIGTERM arrives, while a registered readiness condition fails (HealthState),
+   * and whenever Redis does not answer a PING within 1 s.
+   */
   @Get('ready')
   @HealthCheck()
   ready(): Promise<HealthCheckResult> {

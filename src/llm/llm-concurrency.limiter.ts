@@ -107,7 +107,7 @@ export interface SlotWaiter {
 }
 
 /**
- * The global cap on inference calls in flight across every worker process (VLLM
+ * The global cap on inference calls in flight across every worker process (vLLM
  * queues without limit, so latency would grow until every call times out). A Redis semaphore:
  * holders in a sorted set scored by expiry, so a slot of a SIGKILLed worker frees itself after
  * LLM_TIMEOUT_MS + SLOT_TTL_MARGIN_MS.
@@ -115,11 +115,7 @@ export interface SlotWaiter {
  * No waiting inside: tryAcquire answers at once, and the caller parks its turn (a per-chat
  * "not before" time) when no slot is free; the chat then waits in line. release()
  * names the chats first in line for the slots it leaves free, for the caller to wake: slots go
- * first come first served, without polling.
- *
- *   const holder = `${turnId}.${fence}`;            // unique per call in flight
- *   if (!(await limiter.tryAcquire(holder, chat))) return parkTurn(SLOT_RECHECK_MS);
- *   try { reply = await llm.complete(request); } finally { wake(await limiter.release(holder)); }
+ * first come first served, without polling. The caller is LlmStep (src/conversation/llm-step.ts).
  */
 @Injectable()
 export class LlmConcurrencyLimiter {

@@ -11,26 +11,11 @@ import { loadReceptionistScript } from './receptionist-script';
 import { SystemPromptLoader } from './system-prompt.loader';
 
 /**
- * Everything a turn needs to get an answer, for workers. Relies on the global
- * AppConfig, AppLogger, MetricsService, RedisConnections and RedisKeys.
- *
- * - LlmClient: OpenAiLlmClient (LLM_PROVIDER=openai) or OfflineLlmClient (offline).
- * - SystemPromptLoader.prompt: the filled system prompt; CannedMessages.text(key, language).
- * - LlmConcurrencyLimiter: the cross-process cap on calls in flight (LLM_MAX_CONCURRENCY).
- * - buildLlmRequest / halveHistory (llm-request.builder.ts), detectLanguage / pickLanguage
- *   (language.ts) are plain functions.
- *
- * A turn's inference, in outline:
- *   const request = buildLlmRequest({ systemPrompt: prompts.prompt, history, turnMessages, user: chatHash });
- *   if (!(await limiter.tryAcquire(holder, chat))) → park the turn in line (no attempt counted)
- *   try { reply = await llm.complete(request) }
- *   catch (e: LlmError) → 'context': halveHistory(request) and call once more (null: treat as error);
- *                         'config': alert, do not count an attempt;
- *                         else: holding message once, count the attempt, back off
- *   finally { wake(await limiter.release(holder)) }   // the chats first in line for the slot
- *
- * The prompt and messages files (and, offline, RECEPTIONIST_FILE) are read when the module is
- * built: a missing or broken file fails start-up.
+ * Everything a turn needs to get an answer, for workers; relies on the global AppConfig,
+ * AppLogger, MetricsService, RedisConnections and RedisKeys. How a turn uses it is LlmStep's
+ * (src/conversation/llm-step.ts, docs/architecture.md §6). The prompt and messages files (and,
+ * offline, RECEPTIONIST_FILE) are read when the module is built: a missing or broken file fails
+ * start-up.
  */
 @Module({
   providers: [

@@ -85,8 +85,8 @@ export class OpenAiLlmClient extends LlmClient implements OnApplicationShutdown 
   }
 
   /**
-   * After the job loop has drained (TurnProcessor closes it before shutdown): destroying the
-   * agents earlier, on module destroy, cut the inference of the turn SIGTERM lets finish.
+   * Runs after the job loop has drained (TurnProcessor closes it before shutdown): destroyed any
+   * earlier, on module destroy, the agents would cut the inference of the turn SIGTERM lets finish.
    */
   onApplicationShutdown(): void {
     this.agents.http.destroy();

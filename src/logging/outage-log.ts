@@ -1,13 +1,14 @@
 import { type Logger } from 'pino';
 
-/** While a dependency stays unreachable, a reminder this often (README, "Logging"). */
+/** While a dependency stays unreachable, a reminder this often (docs/operations.md §1, Connections). */
 export const OUTAGE_REMINDER_EVERY_MS = 30_000;
 
 /**
- * Reports an outage of a dependency as three kinds of line instead of one per failed reconnect
- * attempt (a retry every second on every connection would bury everything else): a warning when it
- * starts, a reminder with how long it has lasted every OUTAGE_REMINDER_EVERY_MS, an info line when
- * it ends. Whether it has ended is asked of the owner (`allUp`), which sees every connection.
+ * Reports an outage of a dependency as three kinds of line at warn and info, rather than one per
+ * failed reconnect attempt (a retry every second on every connection would bury everything else;
+ * those go to debug): a warning when it starts, a reminder with how long it has lasted every
+ * OUTAGE_REMINDER_EVERY_MS, an info line when it ends. Whether it has ended is asked of the owner
+ * (`allUp`), which sees every connection.
  */
 export class OutageLog {
   private since?: number;

@@ -22,7 +22,7 @@ function urlOptions(url: string): RedisOptions {
 const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 5), 1000);
 
 /**
- * The kinds of connection (docs/operations.md, Redis), each configured for its job:
+ * The kinds of connection (docs/operations.md §1, Connections), each configured for its job:
  * - `ingest` and `health`: fail fast. No offline queue, a command timeout, and no resend of
  *   commands whose reply was lost (a resent ingest script would run twice).
  * - `producer` for BullMQ adds: no offline queue, so an outage is a fast error, not a pile-up.

@@ -5,7 +5,7 @@
 export class RedisKeys {
   constructor(readonly root: string) {}
 
-  /** Chats (and status lanes) with work waiting, scored by the time the oldest item arrived. */
+  /** Lanes (chat, status, desk) with work waiting, scored by when the oldest waiting item arrived. */
   get pending(): string {
     return `${this.root}:pending`;
   }
@@ -28,7 +28,7 @@ export class RedisKeys {
     return `${this.root}:unhandled`;
   }
 
-  /** Seen message ids (`m:<wamid>`) and status events (`s:<wamid>:<status>`). */
+  /** An ingested item already seen, by its IngestItem key (`m:<wamid>`, `s:<wamid>:<status>`, `cw:…`, `r:<wamid>`). */
   dedup(itemKey: string): string {
     return `${this.root}:seen:${itemKey}`;
   }
@@ -38,7 +38,7 @@ export class RedisKeys {
     return `${this.root}:inbox:${lane}`;
   }
 
-  /** A lane's scheduling state (hash): fence counter, not-before time, the turn in flight. */
+  /** A lane's scheduling state (hash): fence counter, not-before time, the turn in flight, rate window. */
   lane(lane: string): string {
     return `${this.root}:lane:${lane}`;
   }
@@ -58,7 +58,7 @@ export class RedisKeys {
     return `${this.root}:chat:${chat}:history`;
   }
 
-  /** A chat's state (hash): last inbound time, language, holding flag, collected facts. */
+  /** A chat's state (hash, ChatState): last inbound time, language, holding and window flags, name. */
   chat(chat: string): string {
     return `${this.root}:chat:${chat}:state`;
   }

@@ -252,7 +252,8 @@ export class DemoClinic {
     return this.redis((client) => {
       const r = client as ScriptClient;
       if (!r[command]) r.defineCommand(command, { numberOfKeys: 3, lua });
-      // Without a key the first slot still needs a key of the tag; the script never touches it.
+      // Without an Idempotency-Key, KEYS[1] still needs a key of the same hash tag (Cluster); the
+      // script never touches it.
       return r[command]!(
         idem ?? this.keys.demoClinic('idem:none'),
         this.keys.demoClinic('slots'),
@@ -303,7 +304,7 @@ function slotFields(slot: DemoSlot): Pick<DemoBooking, 'slotId' | 'date' | 'time
   return { slotId: slot.id, date: slot.date, time: slot.time, doctor: slot.doctor };
 }
 
-/** The contract's fields, in the contract's order. */
+/** A booking as the API answers it (docs/actions.md): its fields in that order, without `changedAt`. */
 function shown(b: DemoBooking): DemoBooking {
   return {
     bookingId: b.bookingId,

@@ -13,7 +13,8 @@ export const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
 function refuse(req: FastifyRequest, reply: FastifyReply, code: number, outcome: WebhookOutcome, error: string): void {
   setWebhookOutcome(req, outcome);
-  // The body was never read: close the connection rather than drain up to 3 MB we will not use.
+  // The body was never read: close the connection rather than drain up to WEBHOOK_BODY_LIMIT bytes
+  // we will not use.
   void reply.code(code).header('Connection', 'close').send({ error });
 }
 
