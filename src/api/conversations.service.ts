@@ -7,7 +7,7 @@ import { ConversationStore } from '../conversation/conversation.store';
 import { serviceWindow } from '../conversation/service-window';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
-import { chatLane, DEAD_LETTERS_QUEUE, deskLaneOf } from '../queue/queue.constants';
+import { chatLane, DEAD_LETTER_CAP, DEAD_LETTERS_QUEUE, deskLaneOf } from '../queue/queue.constants';
 import { Clock } from '../time/clock';
 import { ApiError } from './api-error';
 import { type ConversationDto, type ErasedDto, type ResumedDto } from './api.dto';
@@ -69,7 +69,11 @@ export class ConversationsService {
    */
   private async eraseDeadLetters(lane: string): Promise<number> {
     const lanes = new Set([lane, deskLaneOf(lane)]);
-    const jobs = await this.deadLetters.getJobs(['failed', 'completed', 'waiting', 'delayed', 'paused'], 0, 10_000);
+    const jobs = await this.deadLetters.getJobs(
+      ['failed', 'completed', 'waiting', 'delayed', 'paused'],
+      0,
+      DEAD_LETTER_CAP,
+    );
     const mine = jobs.filter((job) => job?.data?.lane !== undefined && lanes.has(job.data.lane));
     await Promise.all(mine.map((job) => job.remove()));
     return mine.length;

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
  * through `fail` so each module keeps its own error type.
  */
 export function readJsonConfigFile(variable: string, file: string, fail: (message: string) => Error): unknown {
-  const path = resolve(file);
+  const path = resolve(process.cwd(), file);
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as unknown;
   } catch (err) {

@@ -313,7 +313,7 @@ describe('EscalationTriggers start-up errors', () => {
   });
 
   it('fails on a missing file, naming it and the path', () => {
-    expect(loadIn(inDirWith())).toThrow(/^config\/escalation\.json: cannot read .*escalation\.json: ENOENT$/);
+    expect(loadIn(inDirWith())).toThrow(/^config\/escalation\.json: cannot read .*escalation\.json\): ENOENT$/);
   });
 
   it('fails on invalid JSON', () => {

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
+import { readJsonConfigFile } from '../config/json-config-file';
 
 export type EscalationTrigger = 'keyword' | 'human_request';
 
@@ -248,14 +247,7 @@ function parseEnvKeywords(value: string): Record<string, number> {
 }
 
 function readEscalationFile(): ReturnType<typeof parseEscalationFile> {
-  const path = resolve(process.cwd(), ESCALATION_FILE);
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new Error(`${ESCALATION_FILE}: cannot read ${path}: ${reason}`);
-  }
+  const json = readJsonConfigFile(ESCALATION_FILE, ESCALATION_FILE, (message) => new Error(message));
   try {
     return parseEscalationFile(json);
   } catch (err) {

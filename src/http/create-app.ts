@@ -4,7 +4,7 @@ import { type FastifyError, type FastifyReply, type FastifyRequest } from 'fasti
 import { apiEnabled, OPENAPI_PATH, openApiDocument } from '../api/api.module';
 import { AppModule } from '../app.module';
 import { servesHttpApi } from '../app-role';
-import { type AppConfig } from '../config/app-config';
+import { type AppConfig, DEFAULT_BODY_LIMIT } from '../config/app-config';
 import { AppLogger, NestPinoLogger } from '../logging/app-logger';
 import { MetricsService } from '../metrics/metrics.service';
 import { WebhookAuth } from '../webhook/webhook-auth';
@@ -17,7 +17,7 @@ import { installHttpHooks } from './http-hooks';
 export async function createApp(config: AppConfig): Promise<NestFastifyApplication> {
   const requestTimeout = config.env.HTTP_REQUEST_TIMEOUT_MS;
   const adapter = new FastifyAdapter({
-    bodyLimit: Math.max(config.env.WEBHOOK_BODY_LIMIT, 102400),
+    bodyLimit: Math.max(config.env.WEBHOOK_BODY_LIMIT, DEFAULT_BODY_LIMIT),
     // Behind a load balancer idle keep-alive sockets must outlive the balancer's own timeout.
     // Node gives idle keep-alive sockets this timeout instead of the two below.
     keepAliveTimeout: 65_000,

@@ -1,6 +1,7 @@
 import { type AppConfig } from '../config/app-config';
 import { occursIn, type Phrase, tokensOf } from '../escalation/escalation-triggers';
 import { type MetricsService } from '../metrics/metrics.service';
+import { CLINIC_UTC_OFFSET_MS } from '../time/clinic-time';
 import { hasLetters, isolateLtr, type Language, pickLanguage } from './language';
 import { LlmClient, LlmError, type LlmMessage, type LlmReply, type LlmRequest, type LlmTool } from './llm.client';
 import { fillPlaceholders } from './placeholders';
@@ -36,8 +37,6 @@ const FIND_SLOTS = 'find_free_slots';
 const BOOK = 'book_appointment';
 /** Free times listed in one reply: enough to choose from, short enough to read on a phone. */
 const LISTED_SLOTS = 4;
-/** The clinic's calendar is in the UAE's time (UTC+4, no daylight saving): "tomorrow" is Dubai's. */
-const CLINIC_UTC_OFFSET_MS = 4 * 3600_000;
 
 // A prefix only before a space: "Imran" is a name, not "I'm ran".
 const NAME_PREFIX =

@@ -1,3 +1,5 @@
+import { CLINIC_UTC_OFFSET_MS } from '../time/clinic-time';
+
 /**
  * The sandbox demo clinic's calendar (docs/actions.md, "The sandbox's demo clinic"): Monday to
  * Friday, 09:00–17:00 in 30-minute slots. Each slot has one doctor, alternating, so a slot's id is
@@ -5,8 +7,6 @@
  * live in Redis.
  */
 
-/** The clinic keeps UAE time: Gulf Standard Time, UTC+4 all year (no daylight saving). */
-export const CLINIC_UTC_OFFSET_MS = 4 * 3600_000;
 export const DOCTORS = ['Dr. Sara Haddad', 'Dr. Omar Khalil'] as const;
 const OPENS_AT_MINUTE = 9 * 60;
 const CLOSES_AT_MINUTE = 17 * 60;
