@@ -1,5 +1,5 @@
 import { type IngestItem } from '../dedup/ingest-item';
-import { chatLane } from '../queue/queue.constants';
+import { chatLane, laneParts } from '../queue/queue.constants';
 import { type ChatwootEvent } from './chatwoot-event';
 
 export type ParsedChatwootWebhook =
@@ -102,6 +102,6 @@ function laneOf(conversation: Json, ctx: ChatwootWebhookContext): string | undef
 }
 
 function itemOf(key: string, lane: string, event: ChatwootEvent, ctx: ChatwootWebhookContext): IngestItem {
-  const phoneNumberId = lane.split('.')[1];
+  const { phoneNumberId } = laneParts(lane);
   return { key, lane, kind: 'chatwoot', receivedAt: ctx.receivedAt, phoneNumberId, raw: event };
 }
