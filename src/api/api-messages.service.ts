@@ -5,7 +5,7 @@ import { AppConfig } from '../config/app-config';
 import { Pricing } from '../costs/pricing';
 import { type ApiMessage } from '../conversation/api-message';
 import { ConversationStore } from '../conversation/conversation.store';
-import { serviceWindow, trustedInboundTs } from '../conversation/service-window';
+import { serviceWindow } from '../conversation/service-window';
 import { type IngestItem } from '../dedup/ingest-item';
 import { IngestService, IngestUnavailableError } from '../dedup/ingest.service';
 import { AppLogger } from '../logging/app-logger';
@@ -108,7 +108,7 @@ export class ApiMessagesService {
     now: number,
   ): Promise<{ answer: ApiAnswer; message?: ApiMessage }> {
     const { lastInboundTs, waiting } = await this.inbound(lane);
-    const window = serviceWindow(Math.max(lastInboundTs, trustedInboundTs(waiting, now)), now);
+    const window = serviceWindow(Math.max(lastInboundTs, waiting), now);
     const template = dto.template && {
       name: dto.template.name,
       language: dto.template.language,

@@ -22,7 +22,7 @@ import { interpretMessage, planTurn } from './inbound-content';
 import { LlmStep } from './llm-step';
 import { type ReengageRequest, Reengagement, replaceUnsentWithTemplate, templateReply } from './reengagement';
 import { ReplySender } from './reply-sender';
-import { serviceWindow, trustedInboundTs } from './service-window';
+import { serviceWindow } from './service-window';
 import { deferredOrLost, finished, LOST, type RunOutcome } from './turn-outcome';
 import {
   type ChatState,
@@ -105,8 +105,7 @@ export class ChatTurnService {
       }
       turn.admitted = true;
     }
-    const plan = planTurn(items.map((item) => interpretMessage(item.raw)));
-    plan.lastTimestamp = trustedInboundTs(plan.lastTimestamp, this.clock.now());
+    const plan = planTurn(items.map((item) => interpretMessage(item.raw, this.clock.businessTimeOf(item.receivedAt))));
     const { state, history, handoff } = await this.store.readChat(lease.lane);
     const language = pickLanguage(
       plan.texts.map((t) => t.text),
@@ -235,8 +234,7 @@ export class ChatTurnService {
       // The patient wrote after the refused reply went out: a new window is open and their message
       // gets a real answer. (Meta's word beats our clock: without a later message, re-engage.)
       const { sentAt } = snapshot.items[0].raw as ReengageRequest;
-      const waiting = trustedInboundTs(await this.store.waitingInboundTs(lease.lane), this.clock.now());
-      const newest = Math.max(state.lastInboundTs ?? 0, waiting);
+      const newest = Math.max(state.lastInboundTs ?? 0, await this.store.waitingInboundTs(lease.lane));
       const wroteSince = sentAt ? newest * 1000 > sentAt : serviceWindow(newest, this.clock.now()).open;
       if (wroteSince) return this.commit(ctx, undefined, 'skipped');
       const decided = await this.closedWindow(ctx);

@@ -104,6 +104,7 @@ export abstract class ConversationStore {
   /**
    * The newest timestamp (s) of the patient's messages still waiting on the chat's lane (inbox and
    * turn in flight), 0 when none: they opened the window already, before any turn committed them.
+   * A stamp counts no later than the message's arrival in business time (inbound-content.ts).
    */
   abstract waitingInboundTs(chat: string): Promise<number>;
   /**

@@ -37,6 +37,14 @@ describe('interpretMessage (every inbound type, on pywa payloads)', () => {
     expect(interpretMessage(peer(file, name)).kind).toBe(kind);
   });
 
+  it('a timestamp counts no later than the arrival (plus the skew), and the arrival stands in for a missing one', () => {
+    const arrivedAt = 1_780_000_000_000;
+    const text = (timestamp?: string) => ({ id: 'w1', timestamp, type: 'text', text: { body: 'hi' } });
+    expect(interpretMessage(text('1779990000'), arrivedAt).timestamp).toBe(1_779_990_000);
+    expect(interpretMessage(text(String(1_780_000_000 + 3 * 86_400)), arrivedAt).timestamp).toBe(1_780_000_060);
+    expect(interpretMessage(text(undefined), arrivedAt).timestamp).toBe(1_780_000_000);
+  });
+
   it('button and list replies count as their titles', () => {
     const m = {
       id: 'w1',

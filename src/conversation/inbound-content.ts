@@ -1,3 +1,5 @@
+import { trustedInboundTs } from './service-window';
+
 /**
  * What one inbound message means for a turn. Pure: no I/O, so every type is unit
  * tested against Meta's payload shapes.
@@ -35,10 +37,14 @@ export function messageTimestamp(raw: unknown): number | undefined {
   return num(obj(raw).timestamp);
 }
 
-export function interpretMessage(raw: unknown): Inbound {
+/**
+ * @param arrivedAt when the message reached the receiver, in business time (ms): its timestamp
+ *   when it carries none, and the latest one it may claim (service-window.ts, trustedInboundTs)
+ */
+export function interpretMessage(raw: unknown, arrivedAt: number = Date.now()): Inbound {
   const m = obj(raw);
   const id = str(m.id) ?? '';
-  const timestamp = messageTimestamp(m) || Math.floor(Date.now() / 1000);
+  const timestamp = trustedInboundTs(messageTimestamp(m) || Math.floor(arrivedAt / 1000), arrivedAt);
   const type = str(m.type) ?? 'unknown';
   const base = { id, timestamp };
   const content = describe(type, m[type]);

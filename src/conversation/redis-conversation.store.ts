@@ -6,7 +6,8 @@ import { RedisConnections } from '../redis/redis-connections.service';
 import { deskLaneOf } from '../queue/queue.constants';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-client';
-import { messageTimestamp } from './inbound-content';
+import { Clock } from '../time/clock';
+import { interpretMessage } from './inbound-content';
 import { ConversationStore, type DeskRecord, type TurnCommit, TURN_TIMINGS_KEPT } from './conversation.store';
 import {
   ACQUIRE,
@@ -75,6 +76,7 @@ export class RedisConversationStore extends ConversationStore {
     client: RedisClient,
     private readonly keys: RedisKeys,
     private readonly config: AppConfig,
+    private readonly clock: Clock = new Clock(),
   ) {
     super();
     this.client = client as Scripted;
@@ -85,9 +87,9 @@ export class RedisConversationStore extends ConversationStore {
   static provider(kind: 'worker' | 'ingest'): Provider {
     return {
       provide: ConversationStore,
-      inject: [RedisConnections, RedisKeys, AppConfig],
-      useFactory: (connections: RedisConnections, keys: RedisKeys, config: AppConfig) =>
-        new RedisConversationStore(connections[kind], keys, config),
+      inject: [RedisConnections, RedisKeys, AppConfig, Clock],
+      useFactory: (connections: RedisConnections, keys: RedisKeys, config: AppConfig, clock: Clock) =>
+        new RedisConversationStore(connections[kind], keys, config, clock),
     };
   }
 
@@ -305,7 +307,7 @@ export class RedisConversationStore extends ConversationStore {
     for (const raw of [...turn, ...inbox]) {
       const item = JSON.parse(raw) as IngestItem;
       if (item.kind !== 'message') continue;
-      newest = Math.max(newest, messageTimestamp(item.raw) ?? 0);
+      newest = Math.max(newest, interpretMessage(item.raw, this.clock.businessTimeOf(item.receivedAt)).timestamp);
     }
     return newest;
   }

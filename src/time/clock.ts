@@ -14,6 +14,11 @@ export class Clock {
     return Date.now() + this.offsetMs;
   }
 
+  /** The business time of a real instant (a Date.now() taken elsewhere, e.g. an item's arrival). */
+  businessTimeOf(realMs: number): number {
+    return realMs + this.offsetMs;
+  }
+
   /** Tests only: moves business time forward (or back, with a negative value). */
   advance(ms: number): void {
     this.offsetMs += ms;
