@@ -202,11 +202,16 @@ async function becomesReady(url, deadlineMs) {
   }
 }
 
+/** How often the launcher checks that whoever started it is still there. */
+const ORPHAN_CHECK_MS = 500;
+
 /** The child that signals sent to this launcher go to: the build, then the app. */
 let current;
 /** The private redis-server, when this launcher started one, and its working directory. */
 let privateRedis;
 let privateRedisDir;
+/** The port the app could not listen on (EADDRINUSE), when that is why it stopped. */
+let addressInUse;
 /** The first SIGTERM/SIGINT/SIGHUP received: from then on nothing new is started. */
 let stopSignal;
 
@@ -277,6 +282,7 @@ function runApp(args, env, onStarted) {
       const lines = pending.split('\n');
       pending = lines.pop();
       for (const line of lines) {
+        if (!seen && line.includes('EADDRINUSE')) addressInUse = /EADDRINUSE[^"]*?:(\d+)/.exec(line)?.[1] ?? '';
         if (seen || !line.includes('"tawasul started"')) continue;
         try {
           const event = JSON.parse(line);
@@ -377,8 +383,26 @@ function forwardSignals() {
   }
 }
 
+/**
+ * `npm start` runs this launcher through `sh -c`; a SIGTERM to npm (a supervisor stopping it) ends
+ * npm and the shell without passing the signal on, and the launcher is re-parented. Being orphaned
+ * means the same as that signal: stop the app, then the private Redis.
+ */
+function stopWhenOrphaned() {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    if (stopSignal) return;
+    stopSignal = 'SIGTERM';
+    if (running(current)) current.kill('SIGTERM');
+  }, ORPHAN_CHECK_MS);
+  timer.unref();
+}
+
 async function main() {
   forwardSignals();
+  stopWhenOrphaned();
   process.on('exit', killPrivateRedisNow);
   // A closed stdout (`npm start | head`) must not take the launcher, and so the cleanup, down.
   process.stdout.on('error', () => undefined);
@@ -401,7 +425,17 @@ async function main() {
       process.stdout.write(`${lines.join('\n')}\n`);
     });
   });
+  if (status !== 0 && addressInUse !== undefined) console.error(portHint(addressInUse));
   await finish(status);
+}
+
+/** What to do when the app's port is taken (often a second `npm start`). */
+function portHint(port) {
+  const which = port ? `port ${port}` : 'a port it listens on';
+  return [
+    `tawasul: ${which} is already in use (another npm start, or another program).`,
+    '  Stop that program, or choose another port: PORT=3001 npm start (MANAGEMENT_PORT likewise).',
+  ].join('\n');
 }
 
 module.exports = {
@@ -414,6 +448,7 @@ module.exports = {
   exitCodeOf,
   localRedisPort,
   bannerLines,
+  portHint,
   REDIS_HINT,
 };
 

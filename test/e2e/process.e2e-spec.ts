@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
@@ -531,6 +531,48 @@ describe('npm start (scripts/start.js) on a clean checkout', () => {
     process.kill(-run.child.pid!, 'SIGINT');
     await run.exited;
     expect(await httpStatus(`http://127.0.0.1:${port}/health/live`)).toBe(0);
+  });
+
+  it('SIGTERM to the `npm start` process alone (as a supervisor sends it) stops the launcher, the app and the private Redis', async () => {
+    const [port, redisPort] = [await freePort(), await freePort()];
+    const run = launch('npm', ['start'], { PORT: String(port), START_REDIS_PORT: String(redisPort) });
+    await waitForBanner(run);
+    // npm → sh -c → the launcher → { the app, redis-server }
+    const tree: { pid: number; cmd: string }[] = [];
+    for (let parents = [run.child.pid!]; parents.length > 0;) {
+      const next = parents.flatMap((pid) => childrenOf(pid));
+      tree.push(...next);
+      parents = next.map((c) => c.pid);
+    }
+    const launcher = tree.find((c) => c.cmd.includes('scripts/start.js') && !c.cmd.startsWith('sh '));
+    const app = tree.find((c) => c.cmd.includes('dist/main.js'));
+    const redis = tree.find((c) => c.cmd.includes('redis-server'));
+    expect({ launcher: !!launcher, app: !!app, redis: !!redis }).toEqual({ launcher: true, app: true, redis: true });
+
+    process.kill(run.child.pid!, 'SIGTERM');
+    const gone = () => !alive(launcher!.pid) && !alive(app!.pid) && !alive(redis!.pid);
+    await waitUntil('everything npm start started to stop', () => Promise.resolve(gone()), 20_000).catch((e: Error) => {
+      throw new Error(
+        `${e.message}: ${JSON.stringify({ launcher: alive(launcher!.pid), app: alive(app!.pid), redis: alive(redis!.pid) })}`,
+      );
+    });
+    expect(await portOpen(port)).toBe(false);
+    expect(await portOpen(redisPort)).toBe(false);
+    expect(run.out()).toMatch(/"msg":"stopped"/);
+  });
+
+  it('a port already in use: the launcher says so in one plain line and how to pick another', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as AddressInfo).port;
+    try {
+      const run = launch(process.execPath, ['scripts/start.js'], { PORT: String(port) });
+      expect((await run.exited).code).toBe(1);
+      expect(run.err()).toContain(`tawasul: port ${port} is already in use`);
+      expect(run.err()).toContain('PORT=3001 npm start');
+    } finally {
+      blocker.close();
+    }
   });
 
   it('SIGTERM to the launcher alone stops the app and the private Redis it started, then exits 0', async () => {
