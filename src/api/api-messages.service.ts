@@ -96,6 +96,8 @@ export class ApiMessagesService {
     const given = JSON.parse(result.answer) as ApiAnswer;
     const outcome = result.first ? String(given.body.mode ?? given.body.error) : 'replayed';
     this.metrics.apiRequests.inc({ outcome });
+    // Counted here, not in decide: a replayed 409 met no window, it repeats an answer.
+    if (result.first && given.status === 409) this.metrics.windowClosed.inc({ source: 'api' });
     this.logger.info({ chat: this.hasher.hash(lane), id: given.body.id, outcome }, 'api message');
     return { ...given, replayed: !result.first };
   }
@@ -136,7 +138,6 @@ export class ApiMessagesService {
         message: { id, to, mode: 'template', template },
       };
     }
-    this.metrics.windowClosed.inc({ source: 'api' });
     const closedAt = window.closesAt ? new Date(window.closesAt).toISOString() : null;
     return {
       answer: {

@@ -1,4 +1,11 @@
-import { type ArgumentMetadata, Injectable, type PipeTransform } from '@nestjs/common';
+import {
+  type ArgumentMetadata,
+  createParamDecorator,
+  type ExecutionContext,
+  Injectable,
+  type PipeTransform,
+} from '@nestjs/common';
+import { type FastifyRequest } from 'fastify';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import { exceedsNesting, MAX_NESTING } from '../webhook/webhook-payload';
@@ -29,6 +36,27 @@ export class ApiValidationPipe implements PipeTransform {
     return instance;
   }
 }
+
+/**
+ * The body of a route that takes none (resume, erase): none at all or `{}`. A field is refused as
+ * an unknown field of the other routes is, so a client that believes it passes an option learns
+ * that it does not.
+ */
+export const NoBody = createParamDecorator((_data: unknown, context: ExecutionContext): undefined => {
+  const body = context.switchToHttp().getRequest<FastifyRequest>().body;
+  if (body === undefined) return undefined;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw ApiError.invalid('invalid_body', [{ field: '(body)', problem: 'must be empty or {}' }]);
+  }
+  const fields = Object.keys(body);
+  if (fields.length > 0) {
+    throw ApiError.invalid(
+      'invalid_body',
+      fields.map((field) => ({ field, problem: 'is not a known field' })),
+    );
+  }
+  return undefined;
+});
 
 /**
  * Every `constructor` key, by path. class-transformer takes a nested object's `constructor` for its

@@ -10,9 +10,9 @@ import {
   Query,
   Res,
   UseFilters,
-  UseGuards,
   UsePipes,
 } from '@nestjs/common';
+import { RouteConfig } from '@nestjs/platform-fastify';
 import {
   ApiAcceptedResponse,
   ApiBadRequestResponse,
@@ -26,11 +26,11 @@ import {
 } from '@nestjs/swagger';
 import { type FastifyReply } from 'fastify';
 import { CostLedger } from '../costs/cost-ledger';
-import { ApiAuthGuard } from './api-auth.guard';
+import { API_ROUTE, type ApiAccess } from '../http/http-hooks';
 import { ApiError } from './api-error';
 import { ApiErrorFilter } from './api-error.filter';
 import { ApiMessagesService } from './api-messages.service';
-import { ApiValidationPipe } from './api-validation.pipe';
+import { ApiValidationPipe, NoBody } from './api-validation.pipe';
 import {
   ApiErrorDto,
   ConversationDto,
@@ -43,6 +43,9 @@ import {
 } from './api.dto';
 import { ConversationsService } from './conversations.service';
 
+/** Every handler: the API key is checked before the body is read (src/http/http-hooks.ts). */
+const KEYED = { [API_ROUTE]: 'key' satisfies ApiAccess };
+
 /** The longest /v1/costs range: the ledger keeps 13 months. */
 const MAX_COST_DAYS = 400;
 
@@ -50,13 +53,13 @@ const MAX_COST_DAYS = 400;
 @ApiBearerAuth()
 @ApiUnauthorizedResponse({ type: ApiErrorDto })
 @Controller('v1/messages')
-@UseGuards(ApiAuthGuard)
 @UseFilters(ApiErrorFilter)
 @UsePipes(ApiValidationPipe)
 export class MessagesController {
   constructor(private readonly messages: ApiMessagesService) {}
 
   @Post()
+  @RouteConfig(KEYED)
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: 'same as idempotencyKey in the body' })
   @ApiAcceptedResponse({ type: MessageAcceptedDto, description: 'queued on the chat; sent by the worker in turn' })
   @ApiBadRequestResponse({ type: ApiErrorDto, description: 'every bad field named in `fields`' })
@@ -81,27 +84,31 @@ export class MessagesController {
 @ApiUnauthorizedResponse({ type: ApiErrorDto })
 @ApiNotFoundResponse({ type: ApiErrorDto, description: 'no such chat' })
 @Controller('v1/conversations')
-@UseGuards(ApiAuthGuard)
 @UseFilters(ApiErrorFilter)
 export class ConversationsController {
   constructor(private readonly conversations: ConversationsService) {}
 
   @Get(':waId')
+  @RouteConfig(KEYED)
   @ApiOkResponse({ type: ConversationDto })
   show(@Param('waId') waId: string): Promise<ConversationDto> {
     return this.conversations.show(waId);
   }
 
   @Post(':waId/resume')
+  @RouteConfig(KEYED)
   @HttpCode(200)
   @ApiOkResponse({ type: ResumedDto, description: 'the bot answers this chat again' })
-  resume(@Param('waId') waId: string): Promise<ResumedDto> {
+  @ApiBadRequestResponse({ type: ApiErrorDto, description: 'a body with any field' })
+  resume(@Param('waId') waId: string, @NoBody() _body: undefined): Promise<ResumedDto> {
     return this.conversations.resume(waId);
   }
 
   @Delete(':waId')
+  @RouteConfig(KEYED)
   @ApiOkResponse({ type: ErasedDto, description: 'a data-subject erasure' })
-  erase(@Param('waId') waId: string): Promise<ErasedDto> {
+  @ApiBadRequestResponse({ type: ApiErrorDto, description: 'a body with any field' })
+  erase(@Param('waId') waId: string, @NoBody() _body: undefined): Promise<ErasedDto> {
     return this.conversations.erase(waId);
   }
 }
@@ -110,13 +117,13 @@ export class ConversationsController {
 @ApiBearerAuth()
 @ApiUnauthorizedResponse({ type: ApiErrorDto })
 @Controller('v1/costs')
-@UseGuards(ApiAuthGuard)
 @UseFilters(ApiErrorFilter)
 @UsePipes(ApiValidationPipe)
 export class CostsController {
   constructor(private readonly ledger: CostLedger) {}
 
   @Get()
+  @RouteConfig(KEYED)
   @ApiOkResponse({ type: CostReportDto })
   @ApiBadRequestResponse({ type: ApiErrorDto })
   async report(@Query() query: CostsQueryDto): Promise<CostReportDto> {

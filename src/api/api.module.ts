@@ -7,7 +7,6 @@ import { CostsModule } from '../costs/costs.module';
 import { RedisConversationStore } from '../conversation/redis-conversation.store';
 import { DedupModule } from '../dedup/dedup.module';
 import { QueueModule } from '../queue/queue.module';
-import { ApiAuthGuard } from './api-auth.guard';
 import { ApiMessagesService } from './api-messages.service';
 import { ConversationsController, CostsController, MessagesController } from './api.controllers';
 import { ConversationsService } from './conversations.service';
@@ -24,7 +23,7 @@ export class ApiModule {
       module: ApiModule,
       imports: [QueueModule, DedupModule, CostsModule],
       controllers: [MessagesController, ConversationsController, CostsController],
-      providers: [RedisConversationStore.provider('ingest'), ApiAuthGuard, ApiMessagesService, ConversationsService],
+      providers: [RedisConversationStore.provider('ingest'), ApiMessagesService, ConversationsService],
     };
   }
 }

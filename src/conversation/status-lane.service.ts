@@ -53,7 +53,8 @@ function statusOf(raw: unknown): Omit<StatusUpdate, 'errorCode' | 'partKey'> & {
     callbackData: text(s.biz_opaque_callback_data),
     pricing:
       PRICING_WORD.test(category) && category !== 'total' && PRICING_WORD.test(type) ? { category, type } : undefined,
-    recipient: text(s.recipient_id),
+    // A patient known only by business-scoped id ('AE.123…') is priced by the country it names.
+    recipient: text(s.recipient_id) ?? text(s.recipient_user_id),
   };
 }
 

@@ -8,7 +8,7 @@ import { type AppConfig, DEFAULT_BODY_LIMIT } from '../config/app-config';
 import { AppLogger, NestPinoLogger } from '../logging/app-logger';
 import { MetricsService } from '../metrics/metrics.service';
 import { WebhookAuth } from '../webhook/webhook-auth';
-import { installHttpHooks } from './http-hooks';
+import { API_ROUTE, type ApiAccess, installApiFallback, installHttpHooks } from './http-hooks';
 
 /**
  * Builds the app for `config.role` on Fastify (chosen by measurement: see README, "Why Fastify").
@@ -54,7 +54,9 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   installHttpHooks(adapter.getInstance(), config, app.get(MetricsService), webhookAuth);
   if (apiEnabled(config.role, config)) {
     const document = openApiDocument(app);
-    adapter.getInstance().get(OPENAPI_PATH, (_req, reply) => reply.send(document));
+    const open = { [API_ROUTE]: 'open' satisfies ApiAccess };
+    adapter.getInstance().get(OPENAPI_PATH, { config: open }, (_req, reply) => reply.send(document));
+    installApiFallback(adapter.getInstance());
   }
   return app;
 }

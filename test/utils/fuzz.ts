@@ -108,6 +108,7 @@ export const API_ERROR_CODES = new Set([
   'invalid_query',
   'invalid_path',
   'not_found',
+  'method_not_allowed',
   'window_closed',
   'unsupported_media_type',
   'body_too_large',
