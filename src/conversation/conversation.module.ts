@@ -20,6 +20,7 @@ import { LlmStep } from './llm-step';
 import { OutboundRecords } from './outbound-records';
 import { Reengagement } from './reengagement';
 import { RedisConversationStore } from './redis-conversation.store';
+import { RedisOutboundRecords } from './redis-outbound-records';
 import { ReplySender } from './reply-sender';
 import { StatusLaneService } from './status-lane.service';
 import { Sweeper } from './sweeper';
@@ -39,7 +40,7 @@ export class ConversationModule {
         AgentTurnService,
         ApiSendTurn,
         Reengagement,
-        OutboundRecords,
+        { provide: OutboundRecords, useClass: RedisOutboundRecords },
         HandoverPlanner,
         DeskLaneService,
         LlmStep,
