@@ -1,3 +1,4 @@
+import { type IngestItem } from '../dedup/ingest-item';
 import {
   type ChatState,
   type Handoff,
@@ -107,6 +108,11 @@ export abstract class ConversationStore {
    * A stamp counts no later than the message's arrival in business time (inbound-content.ts).
    */
   abstract waitingInboundTs(chat: string): Promise<number>;
+  /**
+   * The items of the lane's turn in flight as stored, for a dead letter of a turn that failed before
+   * it could say which. Entries that cannot be read are left out (a re-run would fail on them again).
+   */
+  abstract turnItems(lane: string): Promise<IngestItem[]>;
   /**
    * Hands a paused chat back to the bot now (POST /v1/conversations/:waId/resume). Not fenced: it
    * is the operator's word, and the next turn reads it. False when no hand-over was in place.

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Provider } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
-import { type IngestItem } from '../dedup/ingest-item';
+import { type IngestItem, readableItems } from '../dedup/ingest-item';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { deskLaneOf } from '../queue/queue.constants';
 import { RedisKeys } from '../redis/redis-keys';
@@ -310,6 +310,10 @@ export class RedisConversationStore extends ConversationStore {
       newest = Math.max(newest, interpretMessage(item.raw, this.clock.businessTimeOf(item.receivedAt)).timestamp);
     }
     return newest;
+  }
+
+  async turnItems(lane: string): Promise<IngestItem[]> {
+    return readableItems(await this.client.lrange(this.keys.turnItems(lane), 0, -1));
   }
 
   async resume(chat: string): Promise<boolean> {

@@ -38,3 +38,15 @@ export enum IngestOutcome {
   /** Seen before, but its lane still waits: issue the wake-up again (the first may have been lost). */
   DuplicateStillPending = 2,
 }
+
+/** Items as stored in a lane's lists (JSON), those that can be read; the rest are left out. */
+export function readableItems(entries: readonly string[]): IngestItem[] {
+  return entries.flatMap((entry) => {
+    try {
+      const item = JSON.parse(entry) as IngestItem;
+      return item && typeof item === 'object' && typeof item.kind === 'string' ? [item] : [];
+    } catch {
+      return [];
+    }
+  });
+}

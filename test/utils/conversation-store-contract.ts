@@ -354,6 +354,18 @@ export function conversationStoreContract(name: string, open: () => Promise<Stor
       await store.release(lease);
     });
 
+    it('turnItems: the items of the turn in flight, not those still in the inbox', async () => {
+      const lane = newChat();
+      expect(await store.turnItems(lane)).toEqual([]);
+      const first = messageItem(lane, 'first', { timestamp: 1700000100 });
+      await t.enqueue(lane, first);
+      const lease = await held(lane);
+      await store.join(lease);
+      await t.enqueue(lane, messageItem(lane, 'still in the inbox', { timestamp: 1700000200 }));
+      expect(await store.turnItems(lane)).toEqual([first]);
+      await store.release(lease);
+    });
+
     it("erase drops the chat's work, state, hand-over, desk steps and leases; the fence counter goes on", async () => {
       const lane = newChat();
       const desk = deskLaneOf(lane);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type AppConfig } from '../../src/config/app-config';
-import { type IngestItem } from '../../src/dedup/ingest-item';
+import { type IngestItem, readableItems } from '../../src/dedup/ingest-item';
 import {
   ConversationStore,
   type DeskRecord,
@@ -430,6 +430,10 @@ export class InMemoryConversationStore extends ConversationStore {
       newest = Math.max(newest, interpretMessage(item.raw, this.business.businessTimeOf(item.receivedAt)).timestamp);
     }
     return Promise.resolve(newest);
+  }
+
+  turnItems(lane: string): Promise<IngestItem[]> {
+    return Promise.resolve(readableItems(this.data.list(this.keys.turnItems(lane))));
   }
 
   resume(chat: string): Promise<boolean> {
