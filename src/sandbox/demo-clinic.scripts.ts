@@ -51,46 +51,49 @@ end
 ${ANSWER}`;
 
 /**
- * ARGV[3] booking id   ARGV[4] the booking's JSON as the caller read it ('' when it read none)
- * ARGV[5] its slot id as read   ARGV[6] new slot id   ARGV[7] moved booking JSON
- * ARGV[8] moved answer   ARGV[9] not-found answer   ARGV[10] slot-taken answer
- * Outcome 2: the booking changed since the caller read it.
+ * A change to an existing booking (ARGV[3] its id, ARGV[4] its JSON as the caller read it, '' when
+ * it read none, ARGV[5] its slot id as read). Outcome 2 when the booking changed since the caller
+ * read it; the answer ARGV[notFound] when there is none; else `change` runs and sets `answer`.
  */
-export const DEMO_RESCHEDULE_SCRIPT = `${REPLAY}
+const changeBooking = (notFound: number, change: string): string => `${REPLAY}
 local current = redis.call('HGET', KEYS[3], ARGV[3]) or ''
 if current ~= ARGV[4] then return { 2, '' } end
 local answer
 if current == '' then
-  answer = ARGV[9]
+  answer = ARGV[${notFound}]
 else
+${change}
+end
+${ANSWER}`;
+
+/** The booking's old slot, unless another booking holds it by now. */
+const FREE_OLD_SLOT = `if redis.call('HGET', KEYS[2], ARGV[5]) == ARGV[3] then redis.call('HDEL', KEYS[2], ARGV[5]) end`;
+
+/**
+ * ARGV[3..5] as in changeBooking   ARGV[6] new slot id   ARGV[7] moved booking JSON
+ * ARGV[8] moved answer   ARGV[9] not-found answer   ARGV[10] slot-taken answer
+ */
+export const DEMO_RESCHEDULE_SCRIPT = changeBooking(
+  9,
+  `
   local owner = redis.call('HGET', KEYS[2], ARGV[6])
   if owner and owner ~= ARGV[3] then
     answer = ARGV[10]
   else
-    if redis.call('HGET', KEYS[2], ARGV[5]) == ARGV[3] then redis.call('HDEL', KEYS[2], ARGV[5]) end
+    ${FREE_OLD_SLOT}
     redis.call('HSET', KEYS[2], ARGV[6], ARGV[3])
     redis.call('HSET', KEYS[3], ARGV[3], ARGV[7])
 ${KEEP}
     answer = ARGV[8]
-  end
-end
-${ANSWER}`;
+  end`,
+);
 
-/**
- * ARGV[3] booking id   ARGV[4] the booking's JSON as read ('' when none)   ARGV[5] its slot id
- * ARGV[6] cancelled answer   ARGV[7] not-found answer
- * Outcome 2: the booking changed since the caller read it.
- */
-export const DEMO_CANCEL_SCRIPT = `${REPLAY}
-local current = redis.call('HGET', KEYS[3], ARGV[3]) or ''
-if current ~= ARGV[4] then return { 2, '' } end
-local answer
-if current == '' then
-  answer = ARGV[7]
-else
-  if redis.call('HGET', KEYS[2], ARGV[5]) == ARGV[3] then redis.call('HDEL', KEYS[2], ARGV[5]) end
+/** ARGV[3..5] as in changeBooking   ARGV[6] cancelled answer   ARGV[7] not-found answer */
+export const DEMO_CANCEL_SCRIPT = changeBooking(
+  7,
+  `
+  ${FREE_OLD_SLOT}
   redis.call('HDEL', KEYS[3], ARGV[3])
 ${KEEP}
-  answer = ARGV[6]
-end
-${ANSWER}`;
+  answer = ARGV[6]`,
+);

@@ -1,4 +1,4 @@
-import { Test } from '@nestjs/testing';
+import { Test, type TestingModule } from '@nestjs/testing';
 import { Redis } from 'ioredis';
 import { BspClient } from '../../src/bsp/bsp.client';
 import { BspMetrics } from '../../src/bsp/bsp.metrics';
@@ -464,6 +464,18 @@ describe('SandboxBspClient', () => {
 });
 
 describe('BspModule', () => {
+  /** BspModule and the modules it depends on, compiled on their own. */
+  const compileBspModule = (config: AppConfig): Promise<TestingModule> =>
+    Test.createTestingModule({
+      imports: [
+        AppConfigModule.forRoot(config),
+        LoggingModule,
+        MetricsModule.forRoot({ servePublicly: false }),
+        RedisModule,
+        BspModule,
+      ],
+    }).compile();
+
   const cases = [
     { provider: 'meta', type: MetaBspClient, env: {} },
     {
@@ -476,15 +488,7 @@ describe('BspModule', () => {
 
   it.each(cases)('binds BspClient to the $provider adapter from BSP_PROVIDER', async ({ provider, type, env }) => {
     const config = new AppConfig(validateEnv(testEnv({ BSP_PROVIDER: provider, ...env })));
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        AppConfigModule.forRoot(config),
-        LoggingModule,
-        MetricsModule.forRoot({ servePublicly: false }),
-        RedisModule,
-        BspModule,
-      ],
-    }).compile();
+    const moduleRef = await compileBspModule(config);
     try {
       const client = moduleRef.get(BspClient);
       expect(client).toBeInstanceOf(type);
@@ -498,15 +502,7 @@ describe('BspModule', () => {
     const config = new AppConfig(
       validateEnv(testEnv({ BSP_PROVIDER: 'meta', META_GRAPH_URL: fake.url, META_ACCESS_TOKEN: 'expired-token' })),
     );
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        AppConfigModule.forRoot(config),
-        LoggingModule,
-        MetricsModule.forRoot({ servePublicly: false }),
-        RedisModule,
-        BspModule,
-      ],
-    }).compile();
+    const moduleRef = await compileBspModule(config);
     try {
       await failure(moduleRef.get(BspClient).sendText({ to: TO, body: 'x' }));
       expect(moduleRef.get(BspMetrics).alerts).toEqual(['190']);

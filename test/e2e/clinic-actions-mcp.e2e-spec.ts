@@ -7,8 +7,19 @@ import { AppConfig } from '../../src/config/app-config';
 import { validateEnv } from '../../src/config/validate-env';
 import { createApp } from '../../src/http/create-app';
 import { FakeMcpServer } from '../fakes/fake-mcp.server';
-import { type ChatRequestBody, type FakeLlmBehaviour, type RecordedLlmRequest } from '../fakes/fake-llm.server';
+import { type RecordedLlmRequest } from '../fakes/fake-llm.server';
 import { BotCluster } from '../utils/bot-cluster';
+import {
+  bookingScript,
+  bookSlotScript,
+  expectArgumentsRefused,
+  expectStoredResultReused,
+  onceAtResults,
+  privateNotes,
+  refusedArgumentsScript,
+  toolResultsOf,
+  toolScript,
+} from '../utils/clinic-tools';
 import { textPayload } from '../utils/meta-payloads';
 import { freePort, waitUntil } from '../utils/spawn-app';
 import { startTestApp } from '../utils/test-app';
@@ -22,25 +33,8 @@ import { testEnv, uniquePrefix } from '../utils/test-env';
 
 const PATIENT = 'Zaynab Qx7-Private';
 
-const toolResultsOf = (body: ChatRequestBody): Record<string, any>[] =>
-  (body.messages as { role: string; content: string | null }[])
-    .filter((m) => m.role === 'tool')
-    .map((m) => JSON.parse(m.content ?? '{}') as Record<string, any>);
 const toolNames = (r: RecordedLlmRequest): string[] =>
   ((r.body.tools as { function: { name: string } }[] | undefined) ?? []).map((t) => t.function.name);
-
-/** Find slots, book the first, then answer with what the clinic said. */
-function bookingScript(reply: (booking: any) => string) {
-  return (body: ChatRequestBody): FakeLlmBehaviour => {
-    const results = toolResultsOf(body);
-    if (results.length === 0) return { toolCalls: [{ name: 'find_free_slots', arguments: { date: '2030-01-06' } }] };
-    if (results.length === 1) {
-      const slot = results[0].result.slots[0];
-      return { toolCalls: [{ name: 'book_appointment', arguments: { slotId: slot.id, patientName: PATIENT } }] };
-    }
-    return { content: reply(results[1]) };
-  };
-}
 
 describe('clinic actions from an MCP server', () => {
   let bot: BotCluster;
@@ -77,7 +71,7 @@ describe('clinic actions from an MCP server', () => {
 
   it('books through MCP tools: the read-only lookup without a key, the booking with its key in _meta', async () => {
     const from = '971500008001';
-    bot.llm.behaviourFor = bookingScript((r) => `Booked ${r.result.booking.id} at ${r.result.slot.time}.`);
+    bot.llm.behaviourFor = bookingScript(PATIENT, (r) => `Booked ${r.result.booking.id} at ${r.result.slot.time}.`);
     await converse(from, 'I would like an appointment on 6 January');
 
     expect(bot.sentTexts(from)).toEqual(['Booked bk-1 at 09:00.']);
@@ -109,29 +103,16 @@ describe('clinic actions from an MCP server', () => {
 
   it('invalid arguments get an error result the LLM can correct, and no MCP call', async () => {
     const from = '971500008002';
-    bot.llm.behaviourFor = (body) => {
-      const results = toolResultsOf(body);
-      if (results.length === 0) return { toolCalls: [{ name: 'book_appointment', arguments: { slotId: 42 } }] };
-      if (results.length === 1) return { toolCalls: [{ name: 'find_free_slots', arguments: { date: 'tomorrow' } }] };
-      return { content: 'Which day would suit you?' };
-    };
+    bot.llm.behaviourFor = refusedArgumentsScript('Which day would suit you?');
     await converse(from, 'book something');
     expect(mcp.calls).toEqual([]);
-    const results = toolResultsOf(bot.llm.requests[2].body);
-    expect(results).toHaveLength(2);
-    for (const r of results) expect(r).toMatchObject({ ok: false, error: expect.stringContaining('do not match') });
+    expectArgumentsRefused(bot);
     expect(bot.sentTexts(from)).toEqual(['Which day would suit you?']);
   }, 30_000);
 
   it('a tool answering isError: an error result the LLM explains', async () => {
     const from = '971500008003';
-    bot.llm.behaviourFor = (body) => {
-      const results = toolResultsOf(body);
-      if (results.length === 0) {
-        return { toolCalls: [{ name: 'book_appointment', arguments: { slotId: 'slot-nope', patientName: PATIENT } }] };
-      }
-      return { content: `Sorry: ${results[0].error.error}.` };
-    };
+    bot.llm.behaviourFor = bookSlotScript('slot-nope', PATIENT, (r) => `Sorry: ${r.error.error}.`);
     await converse(from, 'book slot-nope');
     expect(bot.sentTexts(from)).toEqual(['Sorry: no such slot.']);
     expect(await bot.metric('tawasul_actions_total', 'action="book_appointment",outcome="error"')).toBe(1);
@@ -140,13 +121,7 @@ describe('clinic actions from an MCP server', () => {
   it('a booking hanging past MCP_TIMEOUT_MS is not repeated: the chat is handed over', async () => {
     const from = '971500008004';
     mcp.hang('book_appointment');
-    bot.llm.behaviourFor = (body) => {
-      const results = toolResultsOf(body);
-      if (results.length === 0) {
-        return { toolCalls: [{ name: 'book_appointment', arguments: { slotId: 'slot-1030', patientName: PATIENT } }] };
-      }
-      return { content: 'A colleague will confirm your booking.' };
-    };
+    bot.llm.behaviourFor = bookSlotScript('slot-1030', PATIENT, () => 'A colleague will confirm your booking.');
     await converse(from, 'book 10:30 for me');
 
     expect(mcp.callsTo('book_appointment')).toHaveLength(1);
@@ -157,41 +132,19 @@ describe('clinic actions from an MCP server', () => {
     expect(await bot.metric('tawasul_actions_total', 'action="book_appointment",outcome="unknown"')).toBe(1);
     // The agents' private note names the call and the key the MCP server got.
     const key = mcp.calls[0].idempotencyKey!;
-    await bot.chatwoot.waitFor(
-      () => bot.chatwoot.conversations().some((c) => bot.chatwoot.messagesOf(c.id).some((m) => m.private)),
-      20_000,
-      'the private note',
-    );
-    const notes = bot.chatwoot
-      .conversations()
-      .flatMap((c) => bot.chatwoot.messagesOf(c.id))
-      .filter((m) => m.private)
-      .map((m) => m.content);
+    const notes = await privateNotes(bot.chatwoot);
     expect(notes.join('\n')).toContain(`Idempotency-Key ${key}`);
   }, 30_000);
 
   it('the LLM failing after a tool result: the stored result is reused, the MCP server not called again', async () => {
     const from = '971500008005';
-    const script = bookingScript((r) => `Booked ${r.result.booking.id}, thank you.`);
-    let failed = false;
-    bot.llm.behaviourFor = (body) => {
-      if (toolResultsOf(body).length === 2 && !failed) {
-        failed = true;
-        return { mode: 'error500' };
-      }
-      return script(body);
-    };
+    const script = bookingScript(PATIENT, (r) => `Booked ${r.result.booking.id}, thank you.`);
+    bot.llm.behaviourFor = onceAtResults(2, script, () => ({ mode: 'error500' }));
     await converse(from, 'please book the first free slot', 2);
-    const texts = bot.sentTexts(from);
-    expect(texts).toHaveLength(2);
-    expect(texts[1]).toBe('Booked bk-1, thank you.');
+    await expectStoredResultReused(bot, from, 'Booked bk-1, thank you.');
     expect(mcp.callsTo('book_appointment')).toHaveLength(1);
     expect(mcp.callsTo('find_free_slots')).toHaveLength(1);
     expect([...mcp.idempotencyKeys().values()]).toEqual([1]);
-    expect(bot.llm.requests).toHaveLength(4);
-    expect(
-      await bot.metric('tawasul_actions_total', 'action="book_appointment",outcome="reused"'),
-    ).toBeGreaterThanOrEqual(1);
   }, 30_000);
 
   it('an MCP server down at start-up does not stop the app; its tools are offered once listed', async () => {
@@ -208,10 +161,10 @@ describe('clinic actions from an MCP server', () => {
       const server = late;
       await waitUntil('the MCP tools to be listed in the background', () => server.listings > 0, 10_000);
       const from = '971500008006';
-      bot.llm.behaviourFor = (body) =>
-        toolResultsOf(body).length === 0
-          ? { toolCalls: [{ name: 'find_free_slots', arguments: { date: '2030-01-06' } }] }
-          : { content: `${toolResultsOf(body)[0].result.slots.length} slots free.` };
+      bot.llm.behaviourFor = toolScript(
+        [{ name: 'find_free_slots', arguments: { date: '2030-01-06' } }],
+        (results) => `${results[0].result.slots.length} slots free.`,
+      );
       expect((await app.postSigned(textPayload({ from, text: 'any slots?' }))).status).toBe(200);
       await bot.graph.waitForSends(1, 20_000);
       expect(bot.sentTexts(from)).toEqual(['2 slots free.']);

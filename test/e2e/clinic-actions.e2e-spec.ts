@@ -1,11 +1,22 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Redis } from 'ioredis';
 import { FakeClinicApi } from '../fakes/fake-clinic-api.server';
-import { type ChatRequestBody, type FakeLlmBehaviour, type RecordedLlmRequest } from '../fakes/fake-llm.server';
+import { type ChatRequestBody, type RecordedLlmRequest } from '../fakes/fake-llm.server';
 import { chatLane } from '../../src/queue/queue.constants';
 import { BotCluster } from '../utils/bot-cluster';
+import {
+  BOOK_APPOINTMENT,
+  bookingScript,
+  bookSlotScript,
+  expectArgumentsRefused,
+  expectStoredResultReused,
+  FIND_FREE_SLOTS,
+  onceAtResults,
+  privateNotes,
+  refusedArgumentsScript,
+  toolResultsOf,
+} from '../utils/clinic-tools';
 import { textPayload } from '../utils/meta-payloads';
 import { type SpawnedApp } from '../utils/spawn-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
@@ -23,34 +34,8 @@ const PATIENT_AR = 'زينب الخاصة';
 
 const ACTIONS = {
   actions: [
-    {
-      name: 'find_free_slots',
-      description: 'Free appointment slots on a day.',
-      parameters: {
-        type: 'object',
-        properties: { date: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } },
-        required: ['date'],
-        additionalProperties: false,
-      },
-      method: 'GET',
-      path: '/slots',
-      sideEffects: false,
-      timeoutMs: 2000,
-    },
-    {
-      name: 'book_appointment',
-      description: 'Books a free slot for the patient.',
-      parameters: {
-        type: 'object',
-        properties: { slotId: { type: 'string', minLength: 1 }, patientName: { type: 'string', minLength: 1 } },
-        required: ['slotId', 'patientName'],
-        additionalProperties: false,
-      },
-      method: 'POST',
-      path: '/bookings',
-      sideEffects: true,
-      timeoutMs: 1500,
-    },
+    { ...FIND_FREE_SLOTS, method: 'GET', path: '/slots', sideEffects: false, timeoutMs: 2000 },
+    { ...BOOK_APPOINTMENT, method: 'POST', path: '/bookings', sideEffects: true, timeoutMs: 1500 },
     {
       name: 'get_booking',
       description: 'One booking by its id.',
@@ -76,24 +61,7 @@ interface WireMessage {
 }
 
 const messagesOf = (body: ChatRequestBody): WireMessage[] => body.messages;
-const toolResultsOf = (body: ChatRequestBody): Record<string, any>[] =>
-  messagesOf(body)
-    .filter((m) => m.role === 'tool')
-    .map((m) => JSON.parse(m.content ?? '{}') as Record<string, any>);
 const hasTools = (r: RecordedLlmRequest): boolean => Array.isArray(r.body.tools) && r.body.tools.length > 0;
-
-/** The booking conversation: find slots, book the first, then answer with what the clinic said. */
-function bookingScript(patientName: string, reply: (booking: any) => string) {
-  return (body: ChatRequestBody): FakeLlmBehaviour | undefined => {
-    const results = toolResultsOf(body);
-    if (results.length === 0) return { toolCalls: [{ name: 'find_free_slots', arguments: { date: '2030-01-06' } }] };
-    if (results.length === 1) {
-      const slot = results[0].result.slots[0];
-      return { toolCalls: [{ name: 'book_appointment', arguments: { slotId: slot.id, patientName } }] };
-    }
-    return { content: reply(results[1]) };
-  };
-}
 
 describe('clinic actions', () => {
   let bot: BotCluster;
@@ -133,9 +101,7 @@ describe('clinic actions', () => {
   }, 180_000);
 
   afterAll(async () => {
-    const queueConnection = bot?.turnsQueue.opts.connection as Redis | undefined;
     await bot?.close();
-    queueConnection?.disconnect();
     await clinic?.close();
   });
 
@@ -204,16 +170,8 @@ describe('clinic actions', () => {
   it('a worker SIGKILLed after the booking call and before the reply: one booking, one reply', async () => {
     const from = '971500007003';
     const script = bookingScript(PATIENT_EN, (r) => `Booked ${r.result.booking.id}.`);
-    let slowed = false;
-    bot.llm.behaviourFor = (body) => {
-      const behaviour = script(body);
-      // The first call that sees the booking's result hangs: its worker is killed meanwhile.
-      if (toolResultsOf(body).length === 2 && !slowed) {
-        slowed = true;
-        return { ...behaviour, latencyMs: 30_000 };
-      }
-      return behaviour;
-    };
+    // The first call that sees the booking's result hangs: its worker is killed meanwhile.
+    bot.llm.behaviourFor = onceAtResults(2, script, (behaviour) => ({ ...behaviour, latencyMs: 30_000 }));
     expect((await bot.post(textPayload({ from, text: 'book me please' }))).status).toBe(200);
     await bot.llm.waitForRequests(3, 30_000);
     const holder = workerOf(bot.llm.requests[2])!;
@@ -239,26 +197,13 @@ describe('clinic actions', () => {
   it('the LLM failing after a tool result: the stored result is reused, the clinic not called again', async () => {
     const from = '971500007004';
     const script = bookingScript(PATIENT_EN, (r) => `Booked ${r.result.booking.id}, thank you.`);
-    let failed = false;
-    bot.llm.behaviourFor = (body) => {
-      if (toolResultsOf(body).length === 2 && !failed) {
-        failed = true;
-        return { mode: 'error500' };
-      }
-      return script(body);
-    };
+    bot.llm.behaviourFor = onceAtResults(2, script, () => ({ mode: 'error500' }));
     expect((await bot.post(textPayload({ from, text: 'please book the first free slot' }))).status).toBe(200);
     await bot.graph.waitForSends(2, 30_000);
     await bot.waitQuiet();
-    const texts = bot.sentTexts(from);
-    expect(texts).toHaveLength(2);
-    expect(texts[1]).toBe('Booked bk-1, thank you.');
+    await expectStoredResultReused(bot, from, 'Booked bk-1, thank you.');
     expect(clinic.requestsTo('POST /api/bookings')).toHaveLength(1);
     expect(clinic.requestsTo('GET /api/slots')).toHaveLength(1);
-    expect(bot.llm.requests).toHaveLength(4);
-    expect(
-      await bot.metric('tawasul_actions_total', 'action="book_appointment",outcome="reused"'),
-    ).toBeGreaterThanOrEqual(1);
   }, 60_000);
 
   it('the LLM slot is free while the clinic’s system works: held for each LLM call, not for the calls between', async () => {
@@ -291,14 +236,11 @@ describe('clinic actions', () => {
   it('a booking timing out after the request was written is not repeated: the chat is handed over', async () => {
     const from = '971500007005';
     clinic.hang('POST /api/bookings');
-    bot.llm.behaviourFor = (body) => {
-      const results = toolResultsOf(body);
-      if (results.length === 0)
-        return {
-          toolCalls: [{ name: 'book_appointment', arguments: { slotId: 'slot-1030', patientName: PATIENT_EN } }],
-        };
-      return { content: `Result: ${results[0].outcome ?? 'none'}. A colleague will confirm your booking.` };
-    };
+    bot.llm.behaviourFor = bookSlotScript(
+      'slot-1030',
+      PATIENT_EN,
+      (r) => `Result: ${r.outcome ?? 'none'}. A colleague will confirm your booking.`,
+    );
     expect((await bot.post(textPayload({ from, text: 'book 10:30 for me' }))).status).toBe(200);
     await bot.graph.waitForSends(1, 30_000);
     await bot.waitQuiet();
@@ -313,16 +255,7 @@ describe('clinic actions', () => {
     expect(await bot.metric('tawasul_escalations_total', 'trigger="action_unknown"')).toBe(1);
     expect(await bot.metric('tawasul_actions_total', 'action="book_appointment",outcome="unknown"')).toBe(1);
     // The agents' private note says which call and with which key.
-    await bot.chatwoot.waitFor(
-      () => bot.chatwoot.conversations().some((c) => bot.chatwoot.messagesOf(c.id).some((m) => m.private)),
-      20_000,
-      'the private note',
-    );
-    const notes = bot.chatwoot
-      .conversations()
-      .flatMap((c) => bot.chatwoot.messagesOf(c.id))
-      .filter((m) => m.private)
-      .map((m) => m.content);
+    const notes = await privateNotes(bot.chatwoot);
     expect(notes.join('\n')).toMatch(
       /action_unknown \(book_appointment .*slot-1030.*Idempotency-Key [0-9a-f-]{36}\.0\.0\)/,
     );
@@ -330,19 +263,12 @@ describe('clinic actions', () => {
 
   it('invalid arguments get an error result the LLM can correct, and no HTTP request', async () => {
     const from = '971500007006';
-    bot.llm.behaviourFor = (body) => {
-      const results = toolResultsOf(body);
-      if (results.length === 0) return { toolCalls: [{ name: 'book_appointment', arguments: { slotId: 42 } }] };
-      if (results.length === 1) return { toolCalls: [{ name: 'find_free_slots', arguments: { date: 'tomorrow' } }] };
-      return { content: 'Which day would suit you?' };
-    };
+    bot.llm.behaviourFor = refusedArgumentsScript('Which day would suit you?');
     expect((await bot.post(textPayload({ from, text: 'book something' }))).status).toBe(200);
     await bot.graph.waitForSends(1, 30_000);
     await bot.waitQuiet();
     expect(clinic.requests).toHaveLength(0);
-    const results = toolResultsOf(bot.llm.requests[2].body);
-    expect(results).toHaveLength(2);
-    for (const r of results) expect(r).toMatchObject({ ok: false, error: expect.stringContaining('do not match') });
+    const results = expectArgumentsRefused(bot);
     expect(results[0].error).toMatch(/slotId must be string|patientName/);
     expect(bot.sentTexts(from)).toEqual(['Which day would suit you?']);
   }, 60_000);

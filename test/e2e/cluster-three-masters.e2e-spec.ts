@@ -7,7 +7,13 @@ import { chatLane, statusLane } from '../../src/queue/queue.constants';
 import { BotCluster } from '../utils/bot-cluster';
 import { agentMessage, statusChanged } from '../utils/chatwoot-payloads';
 import { envelope, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';
-import { masterOfSlot, startRedisCluster, type ClusterNode, type PrivateRedisCluster } from '../utils/redis-cluster';
+import {
+  masterOfSlot,
+  scanKeys,
+  startRedisCluster,
+  type ClusterNode,
+  type PrivateRedisCluster,
+} from '../utils/redis-cluster';
 import { waitUntil } from '../utils/spawn-app';
 import { startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID, testEnv, uniquePrefix } from '../utils/test-env';
@@ -56,7 +62,7 @@ describe('the bot on a three-master Redis Cluster', () => {
     root = bot.receiver.config.redisKeyRoot;
     slot = await redis.keySlot(root);
     owner = await masterOfSlot(redis.client({ host: '127.0.0.1', port: urlPort }), slot);
-    cluster = new Cluster(redis.nodes.split(',').map((hp) => ({ host: '127.0.0.1', port: Number(hp.split(':')[1]) })));
+    cluster = redis.cluster();
   }, 120_000);
 
   afterAll(async () => {
@@ -64,7 +70,7 @@ describe('the bot on a three-master Redis Cluster', () => {
       await seeded?.close();
       await bot?.close();
     } finally {
-      cluster?.disconnect();
+      // Disconnects the cluster client too.
       await redis?.dispose();
     }
   });
@@ -287,17 +293,7 @@ describe('the bot on a three-master Redis Cluster', () => {
 
   it('wrote every key under the prefix, in its one slot, on that slot’s master only, and no command crossed slots', async () => {
     const keysByPort = new Map<number, string[]>();
-    for (const master of await redis.masters()) {
-      const node = redis.client(master);
-      const keys: string[] = [];
-      let cursor = '0';
-      do {
-        const [next, batch] = await node.scan(cursor, 'COUNT', 1000);
-        cursor = next;
-        keys.push(...batch);
-      } while (cursor !== '0');
-      keysByPort.set(master.port, keys);
-    }
+    for (const master of await redis.masters()) keysByPort.set(master.port, await scanKeys(redis.client(master)));
     // The private servers hold nothing but this bot's keys: every one of them is checked.
     const keys = keysByPort.get(owner.port) ?? [];
     const elsewhere = [...keysByPort].filter(([port]) => port !== owner.port).flatMap(([, k]) => k);

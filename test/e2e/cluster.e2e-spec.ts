@@ -4,6 +4,7 @@ import { RedisConnections } from '../../src/redis/redis-connections.service';
 import { TURNS_QUEUE, TurnJob, chatLane, statusLane, type WakeJobData } from '../../src/queue/queue.constants';
 import { envelope, freshWamid, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';
 import { killAllPrivateRedis, startPrivateRedis, type PrivateRedis } from '../utils/private-redis';
+import { scanKeys } from '../utils/redis-cluster';
 import { startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 
@@ -124,14 +125,8 @@ describe('the ingest on a one-node Redis Cluster', () => {
 
   it('created every key inside the prefix, all in one hash slot', async () => {
     const node = cluster.nodes('master')[0];
-    const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = await node.scan(cursor, 'COUNT', 1000);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== '0');
     // The private server holds nothing but this app's keys: every one of them is checked.
+    const keys = await scanKeys(node);
     const root = t.config.redisKeyRoot;
     expect(keys).toEqual(expect.arrayContaining([t.keys.pending, `${root}:turns:meta`]));
     expect(keys.some((k) => k.startsWith(`${root}:inbox:`))).toBe(true);

@@ -103,6 +103,18 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
       return sendsTo(from).at(-1)!.wamid!;
     }
 
+    /** Meta reports the reply `wamid` failed with 131047 (outside the window), once applied and quiet. */
+    async function failedWith131047(wamid: string, from: string): Promise<void> {
+      const failed = statusWith(wamid, 'failed', from, { errors: [{ code: 131047 }] });
+      expect((await bot.post(failed)).status).toBe(200);
+      await waitUntil(
+        'the status to be applied',
+        async () => (await bot.redis.hget(`${bot.receiver.config.redisKeyRoot}:out:${wamid}`, 'status')) === 'failed',
+        30_000,
+      );
+      await bot.waitQuiet();
+    }
+
     beforeAll(async () => {
       bot = await BotCluster.start({
         workers: 0,
@@ -562,14 +574,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         const lastTs = Number(await bot.redis.hget(chatKey(from, 'state'), 'lastInboundTs'));
         expect(Number(await bot.redis.hget(chatKey(from, 'state'), 'reengagedFor'))).toBe(lastTs);
         // The first reply also fails, later: the window's template went out already.
-        const failed = statusWith(first, 'failed', from, { errors: [{ code: 131047 }] });
-        expect((await bot.post(failed)).status).toBe(200);
-        await waitUntil(
-          'the status to be applied',
-          async () => (await bot.redis.hget(`${bot.receiver.config.redisKeyRoot}:out:${first}`, 'status')) === 'failed',
-          30_000,
-        );
-        await bot.waitQuiet();
+        await failedWith131047(first, from);
         expect(templatesTo(from)).toHaveLength(1);
         expect(await bot.redis.hget(chatKey(from, 'handoff'), 'state')).toBeNull();
         expect(await bot.metric('tawasul_templates_sent_total', 'purpose="reengagement"')).toBeGreaterThanOrEqual(1);
@@ -592,14 +597,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         const first = await patientWrites(from, 'first');
         move(5000);
         await patientWrites(from, 'second');
-        const failed = statusWith(first, 'failed', from, { errors: [{ code: 131047 }] });
-        expect((await bot.post(failed)).status).toBe(200);
-        await waitUntil(
-          'the status to be applied',
-          async () => (await bot.redis.hget(`${bot.receiver.config.redisKeyRoot}:out:${first}`, 'status')) === 'failed',
-          30_000,
-        );
-        await bot.waitQuiet();
+        await failedWith131047(first, from);
         expect(templatesTo(from)).toHaveLength(0);
         expect(await bot.redis.hget(chatKey(from, 'state'), 'reengagedFor')).toBeNull();
       }, 90_000);

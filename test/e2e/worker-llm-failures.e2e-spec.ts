@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type FakeLlmMode, type RecordedLlmRequest } from '../fakes/fake-llm.server';
-import { BotCluster } from '../utils/bot-cluster';
+import { type BotCluster } from '../utils/bot-cluster';
+import { arrivalGaps, botPerSuite } from '../utils/bot-suite';
 import { deadLetters } from '../utils/dead-letters';
 import { envelope, textMessage, textPayload } from '../utils/meta-payloads';
 import { waitUntil } from '../utils/spawn-app';
@@ -65,18 +66,6 @@ const batch = (...patients: Patient[]): Record<string, unknown> =>
 const lastUser = (r: RecordedLlmRequest): string =>
   [...r.body.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
 
-/** The fake records the order of requests, not their times: stamp each as it arrives. */
-function stampRequests(bot: BotCluster): Map<RecordedLlmRequest, number> {
-  const at = new Map<RecordedLlmRequest, number>();
-  const requests = bot.llm.requests;
-  const push = requests.push.bind(requests);
-  requests.push = (...items: RecordedLlmRequest[]): number => {
-    for (const item of items) at.set(item, Date.now());
-    return push(...items);
-  };
-  return at;
-}
-
 const HOLDING_TOTAL = 'tawasul_holding_messages_total';
 const failures = (kind: string): string => `tawasul_llm_failures_total{kind="${kind}"}`;
 const EXHAUSTED = 'tawasul_dead_letters_total{reason="llm_exhausted"}';
@@ -86,15 +75,13 @@ describe.each([
   { concurrency: 1, full: false },
 ])('LLM failures, three workers with WORKER_CONCURRENCY=$concurrency', ({ concurrency, full }) => {
   let bot: BotCluster;
-  let stamps: Map<RecordedLlmRequest, number>;
+  let gaps: (requests: readonly RecordedLlmRequest[]) => number[];
 
   const requestsOf = (p: Patient): RecordedLlmRequest[] => bot.llm.requests.filter((r) => lastUser(r).includes(p.from));
-  const gaps = (requests: RecordedLlmRequest[]): number[] =>
-    requests.slice(1).map((r, i) => stamps.get(r)! - stamps.get(requests[i])!);
   const replied = (p: Patient): boolean => bot.sentTexts(p.from).some((t) => t.startsWith('Echo: '));
 
-  beforeAll(async () => {
-    bot = await BotCluster.start({
+  botPerSuite(
+    {
       workers: 3,
       env: {
         WORKER_CONCURRENCY: String(concurrency),
@@ -105,18 +92,12 @@ describe.each([
         CLINIC_NAME,
         CLINIC_PHONE,
       },
-    });
-    stamps = stampRequests(bot);
-  }, 180_000);
-
-  afterAll(async () => {
-    await bot?.close();
-  });
-
-  beforeEach(() => {
-    bot.llm.reset();
-    bot.graph.reset();
-  });
+    },
+    (started) => {
+      bot = started;
+      gaps = arrivalGaps(bot.llm.requests);
+    },
+  );
 
   afterEach(() => {
     // Raw errors never reach a patient: every text sent is a canned one or the LLM's own reply.

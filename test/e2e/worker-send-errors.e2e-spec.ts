@@ -1,6 +1,7 @@
 import { statusLane } from '../../src/queue/queue.constants';
 import { type RecordedRequest } from '../fakes/fake-graph.server';
-import { BotCluster } from '../utils/bot-cluster';
+import { type BotCluster } from '../utils/bot-cluster';
+import { arrivalGaps, botPerSuite } from '../utils/bot-suite';
 import { deadLetters } from '../utils/dead-letters';
 import { envelope, nowSeconds, textPayload } from '../utils/meta-payloads';
 import { waitUntil } from '../utils/spawn-app';
@@ -30,18 +31,6 @@ const patient = (): Patient => {
   return { from, text, reply: `Echo: ${text}` };
 };
 
-/** The fake records the order of requests, not their times: stamp each as it arrives. */
-function stampRequests(bot: BotCluster): Map<RecordedRequest, number> {
-  const at = new Map<RecordedRequest, number>();
-  const requests = bot.graph.requests;
-  const push = requests.push.bind(requests);
-  requests.push = (...items: RecordedRequest[]): number => {
-    for (const item of items) at.set(item, Date.now());
-    return push(...items);
-  };
-  return at;
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const POSSIBLE_DUPLICATES = 'tawasul_possible_duplicate_sends_total';
@@ -54,33 +43,25 @@ describe.each([
   { concurrency: 1, full: false },
 ])('send errors, three workers with WORKER_CONCURRENCY=$concurrency', ({ concurrency, full }) => {
   let bot: BotCluster;
-  let stamps: Map<RecordedRequest, number>;
+  let gaps: (requests: readonly RecordedRequest[]) => number[];
 
   /** Every send attempt of `text` (accepted or not), in arrival order. */
   const attemptsOf = (text: string): RecordedRequest[] => bot.graph.sends().filter((s) => s.body?.text?.body === text);
-  const gaps = (requests: RecordedRequest[]): number[] =>
-    requests.slice(1).map((r, i) => stamps.get(r)! - stamps.get(requests[i])!);
   const laneOf = (from: string): string => `c.${TEST_PHONE_NUMBER_ID}.${from}`;
   const root = (): string => bot.receiver.config.redisKeyRoot;
   const deadEntries = async (from: string): Promise<{ reason: string; code?: number | string }[]> =>
     (await deadLetters(bot.redis, root())).map((job) => job.data).filter((data) => data.lane === laneOf(from));
 
-  beforeAll(async () => {
-    bot = await BotCluster.start({
+  botPerSuite(
+    {
       workers: 3,
       env: { WORKER_CONCURRENCY: String(concurrency), SEND_UNKNOWN_WAIT_MS: String(SEND_UNKNOWN_WAIT_MS) },
-    });
-    stamps = stampRequests(bot);
-  }, 180_000);
-
-  afterAll(async () => {
-    await bot?.close();
-  });
-
-  beforeEach(() => {
-    bot.llm.reset();
-    bot.graph.reset();
-  });
+    },
+    (started) => {
+      bot = started;
+      gaps = arrivalGaps(bot.graph.requests);
+    },
+  );
 
   /**
    * The first send of `p`'s reply goes out with a status webhook for its part key posted while

@@ -5,6 +5,7 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { type CallToolResult, CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { IDEMPOTENCY_META_KEY } from '../../src/actions/mcp-tools';
+import { BOOK_APPOINTMENT, FIND_FREE_SLOTS } from '../utils/clinic-tools';
 
 export interface RecordedMcpCall {
   name: string;
@@ -22,34 +23,23 @@ interface Slot {
 }
 
 /**
- * The tools it lists. Raw JSON Schemas on purpose: the SDK's McpServer takes zod schemas only, and
- * these must be exact — a draft-07 schema as the SDK's servers emit, one naming no dialect
- * (2020-12 for MCP), and tools a client must not offer (a schema that does not compile, a name no
- * LLM accepts).
+ * The tools it lists: the clinic's booking tools (test/utils/clinic-tools.ts, as the HTTP actions
+ * declare them too) and two a client must not offer (a schema that does not compile, a name no LLM
+ * accepts). Raw JSON Schemas on purpose: the SDK's McpServer takes zod schemas only, and these must
+ * be exact — a draft-07 schema as the SDK's servers emit, one naming no dialect (2020-12 for MCP).
  */
 export const FAKE_MCP_TOOLS = [
   {
-    name: 'find_free_slots',
-    description: 'Free appointment slots on a day.',
-    inputSchema: {
-      $schema: 'http://json-schema.org/draft-07/schema#',
-      type: 'object',
-      properties: { date: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } },
-      required: ['date'],
-      additionalProperties: false,
-    },
+    name: FIND_FREE_SLOTS.name,
+    description: FIND_FREE_SLOTS.description,
+    inputSchema: { $schema: 'http://json-schema.org/draft-07/schema#', ...FIND_FREE_SLOTS.parameters },
     annotations: { readOnlyHint: true },
   },
   {
     // No annotations: MCP's defaults say it may change things.
-    name: 'book_appointment',
-    description: 'Books a free slot for the patient.',
-    inputSchema: {
-      type: 'object',
-      properties: { slotId: { type: 'string', minLength: 1 }, patientName: { type: 'string', minLength: 1 } },
-      required: ['slotId', 'patientName'],
-      additionalProperties: false,
-    },
+    name: BOOK_APPOINTMENT.name,
+    description: BOOK_APPOINTMENT.description,
+    inputSchema: BOOK_APPOINTMENT.parameters,
   },
   {
     name: 'broken_schema',

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { startPrivateRedis, type PrivateRedis } from './private-redis';
 
 const REDIS_CLI = process.env.TEST_REDIS_CLI ?? '/usr/bin/redis-cli';
@@ -29,8 +29,10 @@ export interface PrivateRedisCluster {
   masters(): Promise<ClusterMaster[]>;
   /** CLUSTER KEYSLOT, asked of the server rather than computed here. */
   keySlot(key: string): Promise<number>;
-  /** A plain client per node, for per-node reads (SCAN, INFO); `close()` disconnects them. */
+  /** A plain client per node, for per-node reads (SCAN, INFO); `dispose()` disconnects them. */
   client(node: ClusterNode): Redis;
+  /** A cluster client seeded with every node (the same one each call); `dispose()` disconnects it. */
+  cluster(): Cluster;
   /** Disconnects the clients, SIGKILLs the servers and removes their directories. */
   dispose(): Promise<void>;
 }
@@ -43,6 +45,7 @@ export interface PrivateRedisCluster {
 export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluster> {
   const servers: PrivateRedis[] = [];
   const clients = new Map<number, Redis>();
+  let cluster: Cluster | undefined;
   const client = (node: ClusterNode): Redis => {
     let c = clients.get(node.port);
     if (!c) {
@@ -53,6 +56,8 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
     return c;
   };
   const dispose = async (): Promise<void> => {
+    cluster?.disconnect();
+    cluster = undefined;
     for (const c of clients.values()) c.disconnect();
     clients.clear();
     await Promise.all(servers.map((s) => s.dispose()));
@@ -80,6 +85,7 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
     masters: () => readMasters(client(first)),
     keySlot: async (key) => Number(await client(first).call('CLUSTER', 'KEYSLOT', key)),
     client,
+    cluster: () => (cluster ??= new Cluster(servers.map((s) => ({ host: '127.0.0.1', port: s.port })))),
     dispose,
   };
 }
@@ -149,4 +155,16 @@ export async function masterOfSlot(seed: Redis, slot: number): Promise<ClusterNo
   const master = (await readMasters(seed)).find((m) => m.ranges.some(([start, end]) => slot >= start && slot <= end));
   if (!master) throw new Error(`no master serves slot ${slot}`);
   return { host: master.host, port: master.port };
+}
+
+/** Every key on one node, SCANned to the end: a private server holds only the test's own keys. */
+export async function scanKeys(node: Redis): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await node.scan(cursor, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
 }
