@@ -6,8 +6,10 @@
  *    next to the ideal (L) and to the synchronous design's N × L (each webhook waits for its reply).
  * 2. The pipeline's own overhead with an instant LLM: webhook-to-send p50/p99.
  * 3. The same burst under the LLM concurrency cap (BURST_CAP, 32): last reply next to
- *    ceil(N / cap) x L + 1 s, the slowest chat next to the fair share plus one round, and the Redis
- *    commands per turn (INFO commandstats) — slots go first come first served, without polling.
+ *    ceil(N / cap) x L + 1 s, the slowest chat next to the fair share plus one round, each chat's
+ *    wait above its own fair share (the i-th to arrive, from 0: ceil((i + 1) / cap) x L) next to one
+ *    round, and the Redis commands per turn (INFO commandstats) — slots go first come first served,
+ *    without polling.
  * 4. The same burst, uncapped, with one round of clinic actions per turn: the LLM asks for free
  *    slots, a fake clinic API answers in BURST_TOOL_LATENCY_MS (200), the LLM answers. Last reply
  *    next to the ideal 2 × L + C and the synchronous design's N × (2 × L + C).
@@ -66,6 +68,13 @@ export interface BurstFigures {
     medianWaitMs: number;
     /** The fair share plus one round: (ceil(N / cap) + 1) × L. */
     fairShareMs: number;
+    /**
+     * The largest wait above the chat's own fair share, ceil((i + 1) / cap) × L for the i-th chat
+     * to arrive (from 0); the bar is one round, L. Negative: every chat beat its fair share.
+     */
+    maxOverFairShareMs: number;
+    /** The arrival rank (from 0) of that chat. */
+    maxOverFairShareRank: number;
     maxInFlight: number;
     commandsPerTurn: number;
     topCommands: string;
@@ -172,12 +181,23 @@ export async function run(options: BurstOptions = burstOptions()): Promise<Burst
     sentAt.clear();
     const capped = Array.from({ length: chats }, (_, i) => `97153${String(1000000 + i)}`);
     const commandsBefore = await commandCalls(stats);
+    // Arrival order: when the receiver answered 200, by which time the message was queued.
+    const ackedAt = new Map<string, number>();
     const t1 = Date.now();
-    await Promise.all(capped.map((from) => post(receiver.url, from, 'Hello, I would like an appointment')));
+    await Promise.all(
+      capped.map((from) =>
+        post(receiver.url, from, 'Hello, I would like an appointment').then(() => ackedAt.set(from, Date.now())),
+      ),
+    );
     await graph.waitForSends(chats, 10 * 60_000);
     const commands = commandsPerTurn(commandsBefore, await commandCalls(stats), chats);
     const waits = capped.map((s) => (sentAt.get(s) ?? Infinity) - t1).sort((a, b) => a - b);
     const rounds = Math.ceil(chats / cap);
+    const arrivals = [...capped].sort((a, b) => (ackedAt.get(a) ?? 0) - (ackedAt.get(b) ?? 0));
+    const overFairShare = arrivals.map(
+      (from, i) => (sentAt.get(from) ?? Infinity) - t1 - Math.ceil((i + 1) / cap) * latency,
+    );
+    const maxOverFairShareMs = Math.max(...overFairShare);
     const cappedMaxInFlight = llm.maxInFlight;
 
     // 4. The burst, uncapped, with one round of clinic actions per turn.
@@ -215,6 +235,8 @@ export async function run(options: BurstOptions = burstOptions()): Promise<Burst
         boundMs: rounds * latency + 1000,
         medianWaitMs: percentile(waits, 50),
         fairShareMs: (rounds + 1) * latency,
+        maxOverFairShareMs,
+        maxOverFairShareRank: overFairShare.indexOf(maxOverFairShareMs),
         maxInFlight: cappedMaxInFlight,
         commandsPerTurn: commands.total,
         topCommands: commands.top,
@@ -233,6 +255,11 @@ export async function run(options: BurstOptions = burstOptions()): Promise<Burst
     line(
       'slowest chat vs fair share + one round',
       `${figures.capped.lastReplyMs} ms vs ${figures.capped.fairShareMs} ms`,
+    );
+    line(
+      'most a chat waited above its own fair share',
+      `${figures.capped.maxOverFairShareMs} ms vs one round ${latency} ms` +
+        `  (arrived ${figures.capped.maxOverFairShareRank + 1} of ${chats}; fair share: ceil((i + 1) / cap) x L)`,
     );
     line('LLM calls in flight at most', String(figures.capped.maxInFlight));
     line('Redis commands per turn (all processes)', commands.total.toFixed(1));

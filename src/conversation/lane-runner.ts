@@ -15,7 +15,7 @@ import { ConversationStore } from './conversation.store';
 import { DeskLaneService } from './desk-lane.service';
 import { StatusLaneService } from './status-lane.service';
 import { type RunOutcome } from './turn-outcome';
-import { type Lease } from './turn.types';
+import { type Lease, leaseUsable } from './turn.types';
 import { exponentialMs } from '../time/backoff';
 
 /**
@@ -56,7 +56,7 @@ export class LaneRunner {
       await this.wakeUps.wake([{ lane, tag: notBeforeTag(lane, lease, jobId), at: lease }]);
       return;
     }
-    if (!lease) return this.afterLeaseLapses(lane);
+    if (!lease) return this.afterLeaseLapses(lane, jobId);
     let outcome: RunOutcome;
     try {
       outcome = await this.withHeartbeat(lease, () => this.run(lease));
@@ -70,12 +70,13 @@ export class LaneRunner {
    * The turn threw (a bug, a stored item that cannot be read). Retried soon with backoff, counted
    * under the fence; after MAX_TURN_FAILURES it is dead-lettered with the apology, so the chat's
    * next messages are not held behind it for ever. When Redis itself failed nothing can be counted:
-   * the error goes to the job, and the sweeper re-arms the turn once Redis answers (about a sweep).
+   * the error goes to the job, and the lease is let go as soon as Redis answers again, so the next
+   * sweep re-arms the turn (about a second after the blip, not after the lease lapses).
    */
   private async onUnexpected(lease: Lease, err: Error): Promise<RunOutcome> {
     const chat = this.hasher.hash(lease.lane);
     const failures = await this.store.countFailure(lease).catch(async () => {
-      await this.store.release(lease).catch(() => undefined);
+      await this.releaseOnceRedisAnswers(lease);
       throw err;
     });
     if (failures < 0) return { kind: 'lost' };
@@ -87,6 +88,9 @@ export class LaneRunner {
       const at = Date.now() + exponentialMs(FAILURE_BACKOFF_MS, failures);
       return (await this.store.defer(lease, at)) ? { kind: 'deferred', at } : { kind: 'lost' };
     }
+    // Stalled past its own deadline, this worker may no longer be the only one with the turn, as
+    // for a reply part: the next holder (once Redis lets the lease go) dead-letters it and apologises.
+    if (!leaseUsable(lease)) return { kind: 'lost' };
     this.metrics.turnFailures.inc({ outcome: 'dead_lettered' });
     await this.deadLetters.record(
       'turn_failed',
@@ -95,15 +99,33 @@ export class LaneRunner {
       await this.deadLetters.inFlightItems(lease.lane),
     );
     const result = await this.store.finish(lease, undefined);
-    if (result !== 'lost' && laneKind(lease.lane) === 'chat') await this.apologise(lease.lane);
+    if (result !== 'lost' && laneKind(lease.lane) === 'chat') await this.apologise(lease);
     return result === 'lost' ? { kind: 'lost' } : { kind: 'finished', result };
   }
 
+  /**
+   * Retries the release while the lease is still this worker's: Redis may be back a moment later.
+   * Once the lease lapses by itself the sweeper sees the turn anyway.
+   */
+  private async releaseOnceRedisAnswers(lease: Lease): Promise<void> {
+    while (leaseUsable(lease)) {
+      try {
+        await this.store.release(lease);
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS));
+      }
+    }
+  }
+
   /** Best effort, once: the patient learns their message was not handled and may call. */
-  private async apologise(lane: string): Promise<void> {
+  private async apologise(lease: Lease): Promise<void> {
+    const { lane } = lease;
     try {
       const { state } = await this.store.readChat(lane);
       const body = this.canned.text('apology', state.language ?? 'en');
+      // As for reply parts: no send request once this worker's own lease deadline has passed.
+      if (!leaseUsable(lease)) throw new Error('past the lease deadline');
       await this.bsp.sendText({ to: laneParts(lane).sender, body });
     } catch (err) {
       this.logger.warn({ chat: this.hasher.hash(lane), err: (err as Error).message }, 'apology not sent');
@@ -127,11 +149,11 @@ export class LaneRunner {
    * (SIGKILL) never will, so look again right after its lease lapses instead of waiting for the
    * sweeper. While the holder lives and renews, this costs one delayed job per lease period.
    */
-  private async afterLeaseLapses(lane: string): Promise<void> {
+  private async afterLeaseLapses(lane: string, jobId?: string): Promise<void> {
     const ttl = await this.store.leaseTtl(lane);
     if (ttl <= 0) return;
     const at = Date.now() + ttl + 100;
-    await this.wakeUps.wake([{ lane, tag: `l${Math.ceil(at / 1000)}`, at }]);
+    await this.wakeUps.wake([{ lane, tag: lapseTag(lane, at, jobId), at }]);
   }
 
   private async rearm(lease: Lease, outcome: RunOutcome, jobId?: string): Promise<void> {
@@ -175,12 +197,26 @@ export class LaneRunner {
 /** A turn that keeps throwing is dead-lettered after this many attempts (about 7 s of backoff). */
 export const MAX_TURN_FAILURES = 5;
 const FAILURE_BACKOFF_MS = 500;
+const RELEASE_RETRY_MS = 200;
 
 /**
- * The tag of a parked lane's delayed wake-up: `n<at>`, or `m<at>` when `n<at>` names the job that
- * is running now. BullMQ ignores an add whose id is still active, so re-adding its own id would
- * leave the chat to the sweeper; the two tags alternate instead.
+ * A wake-up's tag, or `other` when `tag` names the job that is running now. BullMQ ignores an add
+ * whose id is still active, so re-adding its own id would leave the chat to the sweeper.
  */
+function notRunning(lane: string, tag: string, other: string, runningJobId?: string): string {
+  return runningJobId === `${lane}.${tag}` ? other : tag;
+}
+
+/** The tag of a parked lane's delayed wake-up: `n<at>`, `m<at>` from the job `n<at>` itself. */
 export function notBeforeTag(lane: string, at: number, runningJobId?: string): string {
-  return runningJobId === `${lane}.n${at}` ? `m${at}` : `n${at}`;
+  return notRunning(lane, `n${at}`, `m${at}`, runningJobId);
+}
+
+/**
+ * The tag of the wake-up after another holder's lease lapses: `l<second>`, `k<second>` from the job
+ * `l<second>` itself (run early, or finding the lease renewed since it was added).
+ */
+export function lapseTag(lane: string, at: number, runningJobId?: string): string {
+  const second = Math.ceil(at / 1000);
+  return notRunning(lane, `l${second}`, `k${second}`, runningJobId);
 }

@@ -182,11 +182,15 @@ export class LlmStep {
   /**
    * The holding message, at most once per chat until a real reply goes out. The flag is written
    * (fenced) before the send: a crash in between loses one holding message rather than doubling it.
+   * As for reply parts, no send request once this worker's own lease deadline has passed.
    * Returns false when the lease was lost.
    */
   private async sendHoldingOnce(ctx: TurnContext): Promise<boolean> {
     if (ctx.state.holding) return true;
-    if (!(await this.store.saveChat(ctx.lease, ctx.lease.lane, { holding: true }))) return false;
+    if (!leaseUsable(ctx.lease)) return false;
+    if (!(await this.store.saveChat(ctx.lease, ctx.lease.lane, { holding: true })) || !leaseUsable(ctx.lease)) {
+      return false;
+    }
     ctx.state.holding = true;
     try {
       const key = `h.${ctx.turn.id}`;

@@ -178,6 +178,41 @@ describe('worker turns with three worker processes', () => {
     ]);
   });
 
+  it('a number change learnt in a turn that also answers commits that turn to the new number', async () => {
+    const from = '971500000117';
+    const to = '971500000118';
+    const keys = bot.receiver.keys;
+    const history = async (wa: string): Promise<{ role: string; text: string }[]> =>
+      (await bot.redis.lrange(keys.history(`c.100000000000001.${wa}`), 0, -1)).map((raw) => {
+        const { role, text } = JSON.parse(raw) as { role: string; text: string };
+        return { role, text };
+      });
+    await bot.post(textPayload({ from, text: 'remember me' }));
+    await bot.graph.waitForSends(1, 20_000);
+    await bot.waitQuiet();
+    // One webhook, one turn: a message and the number change after it.
+    const change = {
+      from,
+      id: `wamid.NC${Date.now()}`,
+      timestamp: nowSeconds(),
+      type: 'system',
+      system: { body: `User changed from ${from} to ${to}`, wa_id: to, type: 'user_changed_number' },
+    };
+    await bot.post(envelope({ messages: [textMessage({ from, text: 'my number changes now' }), change] }));
+    await bot.graph.waitForSends(2, 20_000);
+    await bot.waitQuiet();
+    expect(bot.llm.requests).toHaveLength(2);
+    // The turn's own message and reply are in the new chat, after the old history; nothing is left behind.
+    expect(await history(to)).toEqual([
+      { role: 'user', text: 'remember me' },
+      { role: 'assistant', text: 'Echo: remember me' },
+      { role: 'user', text: 'my number changes now' },
+      { role: 'assistant', text: 'Echo: my number changes now' },
+    ]);
+    expect(await history(from)).toEqual([]);
+    expect(await bot.redis.exists(keys.chat(`c.100000000000001.${from}`))).toBe(0);
+  });
+
   it('while a human has the chat the bot stays quiet but keeps the history', async () => {
     const from = '971500000109';
     const root = bot.receiver.config.redisKeyRoot;
