@@ -8,8 +8,6 @@ import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
 import { DEAD_LETTER_JOB_OPTIONS, DEAD_LETTERS_QUEUE, laneParts } from '../queue/queue.constants';
-import { RedisConnections } from '../redis/redis-connections.service';
-import { RedisKeys } from '../redis/redis-keys';
 import { type ApiMessage } from './api-message';
 
 export type DeadLetterReason =
@@ -37,8 +35,6 @@ export class DeadLetters {
 
   constructor(
     @InjectQueue(DEAD_LETTERS_QUEUE) private readonly queue: Queue<DeadLetterData>,
-    private readonly connections: RedisConnections,
-    private readonly keys: RedisKeys,
     private readonly metrics: MetricsService,
     private readonly hasher: LogHasher,
     appLogger: AppLogger,
@@ -62,27 +58,6 @@ export class DeadLetters {
       await this.queue.add(reason, data, { ...DEAD_LETTER_JOB_OPTIONS, jobId: randomUUID() });
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'could not store dead letter');
-    }
-  }
-
-  /**
-   * The items of the lane's turn in flight, for a turn that failed before it could say which: read
-   * under the caller's lease. Items that cannot be read are left out (re-running them would fail
-   * again).
-   */
-  async inFlightItems(lane: string): Promise<IngestItem[]> {
-    try {
-      const raw = await this.connections.worker.lrange(this.keys.turnItems(lane), 0, -1);
-      return raw.flatMap((entry) => {
-        try {
-          const item = JSON.parse(entry) as IngestItem;
-          return item && typeof item === 'object' && typeof item.kind === 'string' ? [item] : [];
-        } catch {
-          return [];
-        }
-      });
-    } catch {
-      return [];
     }
   }
 }

@@ -4,7 +4,7 @@ import { AppConfig } from '../config/app-config';
 import { WakeUpService } from '../dedup/wake-up.service';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
-import { BspClient } from '../bsp/bsp.client';
+import { type Notice, ReplySender } from './reply-sender';
 import { CannedMessages } from '../llm/canned-messages';
 import { MetricsService } from '../metrics/metrics.service';
 import { laneKind, laneParts } from '../queue/queue.constants';
@@ -35,7 +35,7 @@ export class LaneRunner {
     private readonly desks: DeskLaneService,
     private readonly wakeUps: WakeUpService,
     private readonly deadLetters: DeadLetters,
-    private readonly bsp: BspClient,
+    private readonly sender: ReplySender,
     private readonly canned: CannedMessages,
     private readonly metrics: MetricsService,
     private readonly hasher: LogHasher,
@@ -92,15 +92,14 @@ export class LaneRunner {
     // for a reply part: the next holder (once Redis lets the lease go) dead-letters it and apologises.
     if (!leaseUsable(lease)) return { kind: 'lost' };
     this.metrics.turnFailures.inc({ outcome: 'dead_lettered' });
-    await this.deadLetters.record(
-      'turn_failed',
-      lease.lane,
-      { failures, err: err.message.slice(0, 200) },
-      await this.deadLetters.inFlightItems(lease.lane),
-    );
+    const items = await this.store.turnItems(lease.lane);
+    await this.deadLetters.record('turn_failed', lease.lane, { failures, err: err.message.slice(0, 200) }, items);
+    // Read before the commit: the turn's own messages are what opened the window the apology needs.
+    const apology = laneKind(lease.lane) === 'chat' ? await this.apologyFor(lease) : undefined;
     const result = await this.store.finish(lease, undefined);
-    if (result !== 'lost' && laneKind(lease.lane) === 'chat') await this.apologise(lease);
-    return result === 'lost' ? { kind: 'lost' } : { kind: 'finished', result };
+    if (result === 'lost') return { kind: 'lost' };
+    if (apology) await this.apologise(lease, apology);
+    return { kind: 'finished', result };
   }
 
   /**
@@ -118,17 +117,31 @@ export class LaneRunner {
     }
   }
 
-  /** Best effort, once: the patient learns their message was not handled and may call. */
-  private async apologise(lease: Lease): Promise<void> {
-    const { lane } = lease;
+  private async apologyFor(lease: Lease): Promise<Notice | undefined> {
     try {
-      const { state } = await this.store.readChat(lane);
-      const body = this.canned.text('apology', state.language ?? 'en');
-      // As for reply parts: no send request once this worker's own lease deadline has passed.
-      if (!leaseUsable(lease)) throw new Error('past the lease deadline');
-      await this.bsp.sendText({ to: laneParts(lane).sender, body });
+      const [{ state }, waiting] = await Promise.all([
+        this.store.readChat(lease.lane),
+        this.store.waitingInboundTs(lease.lane),
+      ]);
+      const key = `a.${lease.fence.replace(/\W/g, '')}`;
+      return {
+        to: laneParts(lease.lane).sender,
+        body: this.canned.text('apology', state.language ?? 'en'),
+        key,
+        turnId: key,
+        lastInboundTs: Math.max(state.lastInboundTs ?? 0, waiting),
+      };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Best effort, once: the patient learns their message was not handled and may call. */
+  private async apologise(lease: Lease, apology: Notice): Promise<void> {
+    try {
+      if (!(await this.sender.sendNotice(lease, apology))) throw new Error('past the lease deadline or the window');
     } catch (err) {
-      this.logger.warn({ chat: this.hasher.hash(lane), err: (err as Error).message }, 'apology not sent');
+      this.logger.warn({ chat: this.hasher.hash(lease.lane), err: (err as Error).message }, 'apology not sent');
     }
   }
 

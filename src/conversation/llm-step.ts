@@ -13,7 +13,7 @@ import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
 import { ConversationStore } from './conversation.store';
 import { DeadLetters } from './dead-letters';
-import { OutboundRecords } from './outbound-records';
+import { ReplySender } from './reply-sender';
 import { deferredOrLost, LOST, type RunOutcome } from './turn-outcome';
 import { ActionRounds } from './action-rounds';
 import { leaseUsable, type TurnContext, type TurnEscalation, type TurnMeta } from './turn.types';
@@ -51,7 +51,7 @@ export class LlmStep {
     private readonly bsp: BspClient,
     private readonly store: ConversationStore,
     private readonly deadLetters: DeadLetters,
-    private readonly records: OutboundRecords,
+    private readonly sender: ReplySender,
     private readonly metrics: MetricsService,
     private readonly hasher: LogHasher,
     private readonly config: AppConfig,
@@ -193,22 +193,12 @@ export class LlmStep {
     }
     ctx.state.holding = true;
     try {
-      const key = `h.${ctx.turn.id}`;
+      const lastInboundTs = Math.max(ctx.state.lastInboundTs ?? 0, ctx.plan.lastTimestamp);
       const body = this.canned.text('holding', ctx.language);
-      const { wamid } = await this.bsp.sendText({ to: ctx.to, body, callbackData: key });
-      this.metrics.holdingMessages.inc();
-      this.metrics.sends.inc({ mode: 'free_form', category: 'service', outcome: 'ok' });
-      // Its statuses find a record (they are not orphans) and it is costed like any message.
-      await this.records.sent({
-        wamid,
-        lane: ctx.lease.lane,
-        turnId: ctx.turn.id,
-        partKey: key,
-        to: ctx.to,
-        mode: 'free_form',
-        category: 'service',
-        inWindow: true,
-      });
+      const key = `h.${ctx.turn.id}`;
+      if (await this.sender.sendNotice(ctx.lease, { to: ctx.to, body, key, turnId: ctx.turn.id, lastInboundTs })) {
+        this.metrics.holdingMessages.inc();
+      }
     } catch (err) {
       this.logger.warn(
         { chat: this.hasher.hash(ctx.lease.lane), err: (err as Error).message },

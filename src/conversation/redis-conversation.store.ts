@@ -304,8 +304,7 @@ export class RedisConversationStore extends ConversationStore {
       this.client.lrange(this.keys.turnItems(chat), 0, -1),
     ]);
     let newest = 0;
-    for (const raw of [...turn, ...inbox]) {
-      const item = JSON.parse(raw) as IngestItem;
+    for (const item of readableItems([...turn, ...inbox])) {
       if (item.kind !== 'message') continue;
       newest = Math.max(newest, interpretMessage(item.raw, this.clock.businessTimeOf(item.receivedAt)).timestamp);
     }

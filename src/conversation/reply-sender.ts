@@ -8,6 +8,8 @@ import { ConversationStore } from './conversation.store';
 import { OutboundRecords } from './outbound-records';
 import { type Lease, leaseUsable, type StoredReply, type TurnMeta } from './turn.types';
 import { exponentialMs, withJitter } from '../time/backoff';
+import { Clock } from '../time/clock';
+import { serviceWindow } from './service-window';
 /** A BSP outage of up to an hour is waited out; longer ones dead-letter. */
 export const SEND_GIVE_UP_MS = 60 * 60 * 1000;
 
@@ -34,6 +36,7 @@ export class ReplySender {
     private readonly store: ConversationStore,
     private readonly records: OutboundRecords,
     private readonly metrics: MetricsService,
+    private readonly clock: Clock,
     private readonly config: AppConfig,
   ) {}
 
@@ -65,6 +68,38 @@ export class ReplySender {
       if (step) return step;
     }
     return { kind: 'done' };
+  }
+
+  /**
+   * A canned notice outside the turn's stored reply: the holding message, the apology for a turn
+   * given up. Best effort and never repeated (the caller has decided, under its fence, that this is
+   * the one attempt); free-form, so only inside the window; recorded and costed like a reply part,
+   * so its statuses are not orphans. Throws when the send failed; false when it was not attempted.
+   */
+  async sendNotice(lease: Lease, notice: Notice): Promise<boolean> {
+    if (!leaseUsable(lease)) return false;
+    if (!serviceWindow(notice.lastInboundTs, this.clock.now()).open) {
+      this.metrics.windowClosed.inc({ source: 'notice' });
+      return false;
+    }
+    const labels = { mode: 'free_form', category: 'service' } as const;
+    try {
+      const { wamid } = await this.bsp.sendText({ to: notice.to, body: notice.body, callbackData: notice.key });
+      this.metrics.sends.inc({ ...labels, outcome: 'ok' });
+      await this.records.sent({
+        wamid,
+        lane: lease.lane,
+        turnId: notice.turnId,
+        partKey: notice.key,
+        to: notice.to,
+        ...labels,
+        inWindow: true,
+      });
+      return true;
+    } catch (err) {
+      this.metrics.sends.inc({ ...labels, outcome: 'failed' });
+      throw err;
+    }
   }
 
   /** Sends part i; undefined when it went out, else what the turn does next. */
@@ -140,6 +175,16 @@ export class ReplySender {
         return { kind: 'failed', error: err };
     }
   }
+}
+
+export interface Notice {
+  to: string;
+  body: string;
+  /** Its part key: the callback data its statuses come back with. */
+  key: string;
+  turnId: string;
+  /** The patient's newest message (s): the window the notice must fit in. */
+  lastInboundTs?: number;
 }
 
 interface SendLabels {

@@ -150,7 +150,7 @@ export class MetricsService {
 
   readonly windowClosed = new Counter({
     name: 'tawasul_window_closed_total',
-    help: 'Replies that met a closed 24-hour window, by where it was found (turn, send: 131047 answer, status: 131047 failed status, api)',
+    help: 'Replies that met a closed 24-hour window, by where it was found (turn, send: 131047 answer, status: 131047 failed status, api, notice: a holding message or apology not sent)',
     labelNames: ['source'] as const,
     registers: [this.registry],
   });

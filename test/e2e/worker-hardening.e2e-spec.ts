@@ -26,7 +26,7 @@ import {
 import { BotCluster } from '../utils/bot-cluster';
 import { deadLetters } from '../utils/dead-letters';
 import { killAllPrivateRedis, type PrivateRedis, startPrivateRedis } from '../utils/private-redis';
-import { statusPayload, textMessage, textPayload } from '../utils/meta-payloads';
+import { envelope, statusPayload, textMessage, textPayload } from '../utils/meta-payloads';
 import { type SpawnedApp, waitUntil } from '../utils/spawn-app';
 import { startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
@@ -274,7 +274,7 @@ describe('a turn that keeps throwing', () => {
     await t?.close();
   });
 
-  const outbox = async (): Promise<{ payload: { to: string; text?: { body: string } } }[]> =>
+  const outbox = async (): Promise<{ id: string; payload: { to: string; text?: { body: string } } }[]> =>
     (await t.redis.lrange(`${t.config.redisKeyRoot}:sandbox:outbox`, 0, -1)).map((raw) => JSON.parse(raw));
   const metric = async (series: string): Promise<number> => {
     const text = await (await fetch(`${t.url}/metrics`)).text();
@@ -301,7 +301,14 @@ describe('a turn that keeps throwing', () => {
     expect(await metric('tawasul_turn_failures_total{outcome="retried"}')).toBe(4);
     expect(await metric('tawasul_turn_failures_total{outcome="dead_lettered"}')).toBe(1);
     await waitUntil('the apology', async () => (await outbox()).some((e) => e.payload.to === from), 10_000);
-    expect((await outbox()).filter((e) => e.payload.to === from)).toHaveLength(1);
+    const apologies = (await outbox()).filter((e) => e.payload.to === from);
+    expect(apologies).toHaveLength(1);
+    // Recorded and costed like any message, so its statuses find their record.
+    expect(await t.redis.hgetall(`${t.config.redisKeyRoot}:out:${apologies[0].id}`)).toMatchObject({
+      lane: l,
+      mode: 'free_form',
+      category: 'service',
+    });
 
     expect((await t.postSigned(textPayload({ from, text: 'second' }))).status).toBe(200);
     await waitUntil(
@@ -310,6 +317,28 @@ describe('a turn that keeps throwing', () => {
       20_000,
     );
     expect(await t.redis.hget(t.keys.lane(l), 'failures')).toBeNull();
+  }, 60_000);
+
+  it('sends no apology into a closed window: the dead letter is kept, the free-form send is not tried', async () => {
+    const from = '971500015109';
+    const l = chatLane(TEST_PHONE_NUMBER_ID, from);
+    await t.redis.rpush(t.keys.inbox(l), '{"kind":"message", not json');
+    await t.redis.zadd(t.keys.pending, Date.now(), l);
+    const refused = await metric('tawasul_window_closed_total{source="notice"}');
+    const late = textMessage({ from, text: 'written yesterday' });
+    late.timestamp = String(Math.floor(Date.now() / 1000) - 25 * 3600);
+    expect((await t.postSigned(envelope({ messages: [late] }))).status).toBe(200);
+    await waitUntil(
+      'the dead letter',
+      async () => (await deadLetters(t.redis, t.config.redisKeyRoot)).some((job) => job.data.lane === l),
+      30_000,
+    );
+    await waitUntil(
+      'the refused apology',
+      async () => (await metric('tawasul_window_closed_total{source="notice"}')) > refused,
+      10_000,
+    );
+    expect((await outbox()).filter((e) => e.payload.to === from)).toHaveLength(0);
   }, 60_000);
 
   /** Runs `fault` instead of the store's `method` for lane `l`'s calls; the others go through. */
@@ -409,9 +438,11 @@ describe('a turn that keeps throwing', () => {
     const from = '971500015103';
     const l = chatLane(TEST_PHONE_NUMBER_ID, from);
     await t.redis.hset(t.keys.lane(l), 'failures', MAX_TURN_FAILURES - 1);
+    let committed = false;
     const spy = onLane('finish', l, (lease, call) => {
       // The process froze while its commit was on the way: Redis took it, its deadline passed.
       lease.validUntil = performance.now() - 1;
+      committed = true;
       return call();
     });
     try {
@@ -421,6 +452,8 @@ describe('a turn that keeps throwing', () => {
         async () => (await deadLetters(t.redis, t.config.redisKeyRoot)).some((job) => job.data.lane === l),
         20_000,
       );
+      // The commit comes after the dead letter: the spy stays until it has run.
+      await waitUntil('the commit', () => Promise.resolve(committed), 20_000);
     } finally {
       spy.mockRestore();
     }

@@ -424,8 +424,10 @@ export class InMemoryConversationStore extends ConversationStore {
 
   waitingInboundTs(chat: string): Promise<number> {
     let newest = 0;
-    for (const raw of [...this.data.list(this.keys.turnItems(chat)), ...this.data.list(this.keys.inbox(chat))]) {
-      const item = JSON.parse(raw) as IngestItem;
+    for (const item of readableItems([
+      ...this.data.list(this.keys.turnItems(chat)),
+      ...this.data.list(this.keys.inbox(chat)),
+    ])) {
       if (item.kind !== 'message') continue;
       newest = Math.max(newest, interpretMessage(item.raw, this.business.businessTimeOf(item.receivedAt)).timestamp);
     }
