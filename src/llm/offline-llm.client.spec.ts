@@ -300,13 +300,19 @@ describe('RECEPTIONIST_FILE validation', () => {
     json.words.thanks.ar = [];
     json.words.yes.en.push('ok');
     json.words.no.ar.push('no');
+    json.words.pick.en.push('not');
+    delete json.days.friday;
+    json.days.someday = { en: ['someday'], ar: ['يوما'] };
     json.faq[1].keywords.en.push('hours');
     delete json.faq[2].answer.ar;
     json.faq.push('prices');
     json.surprise = true;
     expect(problemsOf(json).sort()).toEqual(
       [
-        'surprise: unknown key; known: words, texts, faq',
+        'surprise: unknown key; known: words, days, texts, faq',
+        'words.pick: "not" is also a negation word',
+        'days.friday: missing',
+        'days.someday: unknown day',
         'words.thanks.ar: must be a non-empty list of words',
         'words.yes.en[11]: "ok" repeats "ok" of words.yes.en once normalised',
         'words.no.ar[6]: "no" is not Arabic',
@@ -326,9 +332,10 @@ describe('RECEPTIONIST_FILE validation', () => {
   });
 
   it('a file that is not the right shape says so', () => {
-    expect(problemsOf([])).toEqual(['must be a JSON object with words, texts and faq']);
+    expect(problemsOf([])).toEqual(['must be a JSON object with words, days, texts and faq']);
     expect(problemsOf({})).toEqual([
-      'words: must be an object with greeting, booking, thanks, yes, no, question',
+      'words: must be an object with greeting, booking, thanks, yes, no, question, pick, negation, morning, afternoon',
+      'days: must be an object with today, tomorrow, sunday, monday, tuesday, wednesday, thursday, friday, saturday',
       `texts: must be an object with ${TEXT_KEYS.join(', ')}`,
       'faq: must be a non-empty list of { topic, keywords, answer }',
     ]);
@@ -454,7 +461,9 @@ describe('OfflineLlmClient: booking through the clinic actions when they are off
       ['book please', 'Sara Ali', 'check-up', 'whenever', 'the 10:30 one'],
       happyClinic,
     );
-    expect(replies[3]).toMatch(/^Sorry, I did not understand that\. These times are free on .*\n1\) 09:00/s);
+    expect(replies[3]).toMatch(
+      /^Sorry, I could not tell which time you chose\. .* These times are free on .*\n1\) 09:00/s,
+    );
     expect(calls.filter(([name]) => name === 'find_free_slots')).toHaveLength(2);
     expect(calls.at(-1)).toEqual(['book_appointment', expect.objectContaining({ slotId: `${TOMORROW}T10:30` })]);
     expect(replies[4]).toContain('at 10:30');
@@ -510,5 +519,152 @@ describe('OfflineLlmClient: booking through the clinic actions when they are off
     expect(replies[3]).toBe(
       'I could not complete the booking in our system just now. The Al Noor Clinic team will confirm your appointment here shortly.',
     );
+  });
+
+  const LISTED = ['appointment', 'Sara Ali', 'check-up'];
+  const LISTED_AR = ['أريد حجز موعد', 'اسمي أحمد', 'ألم في الأسنان'];
+  const NOT_A_PICK_EN = 'Sorry, I could not tell which time you chose.';
+  const NOT_A_PICK_AR = 'عذراً، لم أفهم أي موعد اخترت.';
+  const bookings = (calls: [string, any][]): string[] =>
+    calls.filter(([name]) => name === 'book_appointment').map(([, args]) => args.slotId);
+
+  it.each([
+    ['2'],
+    ['٢'],
+    ['option 2'],
+    ['Number 2, please'],
+    ['the 2nd one'],
+    ['ok 2'],
+    ['slot #2'],
+    ['09:30'],
+    ['at 9.30am please'],
+    ['٠٩:٣٠'],
+    ['الخيار ٢'],
+    ['رقم ٢ من فضلك'],
+    ['الساعة ٩:٣٠'],
+    ['تمام، ٢'],
+  ])('%j is a choice of the second time (09:30) and books it', async (pick) => {
+    const { replies, calls } = await book([...LISTED, pick], happyClinic);
+    expect(bookings(calls)).toEqual([`${TOMORROW}T09:30`]);
+    expect(replies[3]).toMatch(/^(Your appointment is booked|تم حجز موعدك)/);
+  });
+
+  it.each([
+    ['not 2, something later', 'en'],
+    ['<script>alert(1)</script>', 'en'],
+    ['2 or 3', 'en'],
+    ["I don't want 2", 'en'],
+    ['no 2', 'en'],
+    ['2 is too early', 'en'],
+    ['11:00', 'en'],
+    ['5', 'en'],
+    ['لا ٢، بعدين', 'ar'],
+    ['مش ٢', 'ar'],
+    ['ليس ٢', 'ar'],
+    ['غير ٢', 'ar'],
+    ['لا أريد رقم ٢', 'ar'],
+  ])('%j is no choice: nothing is booked, it says so and lists the same times again', async (text, language) => {
+    const { replies, calls } = await book([...(language === 'ar' ? LISTED_AR : LISTED), text], happyClinic);
+    expect(bookings(calls)).toEqual([]);
+    expect(calls.filter(([name]) => name === 'find_free_slots').map(([, args]) => args.date)).toEqual([
+      TOMORROW,
+      TOMORROW,
+    ]);
+    expect(replies[3].startsWith(language === 'ar' ? NOT_A_PICK_AR : NOT_A_PICK_EN)).toBe(true);
+    expect(replies[3].replace(/[\u200F\u2066\u2069]/g, '')).toContain('1) 09:00 — Dr. Sara\n2) 09:30 — Dr. Omar\n');
+    expect(detectLanguage(replies[3].replace(/Dr\. \w+/g, ''))).toBe(language);
+  });
+
+  it('English: after refusals the patient still books the time they then choose, and only that one', async () => {
+    const { replies, calls } = await book(
+      [...LISTED, 'not 2, something later', '<script>alert(1)</script>', 'option 3 please'],
+      happyClinic,
+    );
+    expect(replies[3]).toMatch(/^Sorry, I could not tell which time you chose\. For another day, just name it/);
+    expect(replies[3].endsWith('Which time suits you? Reply with its number.')).toBe(true);
+    expect(replies[4].startsWith(NOT_A_PICK_EN)).toBe(true);
+    expect(bookings(calls)).toEqual([`${TOMORROW}T10:30`]);
+    expect(replies[5]).toContain('at 10:30');
+  });
+
+  /** The clinic's next `weekday` (0 Sunday … 6 Saturday) after today, in its own calendar (UTC+4). */
+  const next = (weekday: number): string => {
+    const today = new Date(Date.now() + 4 * 3600_000).getUTCDay();
+    const ahead = (weekday - today + 7) % 7 || 7;
+    return new Date(Date.now() + 4 * 3600_000 + ahead * 86_400_000).toISOString().slice(0, 10);
+  };
+  const dayClinic: Clinic = (name, args) =>
+    name === 'find_free_slots' ? free(args.date, ['09:00', '09:30', '13:00', '14:30', '16:00']) : booked(args);
+  const finds = (calls: [string, any][]): string[] =>
+    calls.filter(([name]) => name === 'find_free_slots').map(([, args]) => args.date);
+
+  it.each([
+    ['Can I come on Thursday afternoon instead?', next(4), ['13:00', '14:30', '16:00'], 'en'],
+    ['thursday', next(4), ['09:00', '09:30', '13:00', '14:30'], 'en'],
+    ['not Thursday, Friday morning', next(5), ['09:00', '09:30'], 'en'],
+    ['tomorrow afternoon please', TOMORROW, ['13:00', '14:30', '16:00'], 'en'],
+    ['any time in the afternoon?', TOMORROW, ['13:00', '14:30', '16:00'], 'en'],
+    ['الخميس', next(4), ['09:00', '09:30', '13:00', '14:30'], 'ar'],
+    ['ممكن يوم الخميس العصر بدل بكرة؟', next(4), ['13:00', '14:30', '16:00'], 'ar'],
+    ['بكرة', TOMORROW, ['09:00', '09:30', '13:00', '14:30'], 'ar'],
+    ['غداً مساءً', TOMORROW, ['13:00', '14:30', '16:00'], 'ar'],
+    ['مش الخميس، الاثنين', next(1), ['09:00', '09:30', '13:00', '14:30'], 'ar'],
+  ])(
+    '%j while choosing lists that day’s free times; a pick from that list books it',
+    async (text, date, times, language) => {
+      const { replies, calls } = await book([...(language === 'ar' ? LISTED_AR : LISTED), text, '1'], dayClinic);
+      expect(finds(calls)).toEqual([TOMORROW, date]);
+      const listed = replies[3].replace(/[\u200F\u2066\u2069]/g, '');
+      expect(listed).toContain(`${date}:\n`);
+      expect([...listed.matchAll(/^\d\) (\d{2}:\d{2})/gm)].map((m) => m[1])).toEqual(times);
+      expect(replies[3]).not.toContain(language === 'ar' ? NOT_A_PICK_AR : NOT_A_PICK_EN);
+      expect(detectLanguage(replies[3].replace(/Dr\. \w+/g, ''))).toBe(language);
+      expect(bookings(calls)).toEqual([`${date}T${times[0]}`]);
+    },
+  );
+
+  it('a weekday the clinic is closed on lists the next day it works', async () => {
+    const weekend: Clinic = (name, args) =>
+      name === 'find_free_slots' && args.date === next(6)
+        ? { ok: true, status: 200, result: { date: args.date, open: false, slots: [], nextOpenDate: next(1) } }
+        : happyClinic(name, args);
+    const { replies, calls } = await book([...LISTED, 'Saturday?'], weekend);
+    expect(finds(calls)).toEqual([TOMORROW, next(6), next(1)]);
+    expect(replies[3]).toContain(`Monday ${next(1)}:\n1) 09:00`);
+  });
+
+  it('Arabic: the list’s numbers, times and names are isolated left to right, after a right-to-left mark; English has none', async () => {
+    const arabic = await book(LISTED_AR, happyClinic);
+    expect(arabic.replies[2]).toContain(
+      ':\n\u200F\u20661)\u2069 \u206609:00\u2069 — \u2066Dr. Sara\u2069\n\u200F\u20662)\u2069 \u206609:30\u2069 — \u2066Dr. Omar\u2069\n',
+    );
+    const english = await book(LISTED, happyClinic);
+    expect(english.replies[2]).not.toMatch(/[\u200F\u2066\u2069]/);
+    // The booking's time, doctor and number stay whole in the Arabic confirmation.
+    const booking = await book([...LISTED_AR, '١'], happyClinic);
+    expect(booking.replies[3]).toBe(
+      `تم حجز موعدك يا أحمد: يوم \u2066${TOMORROW}\u2069 الساعة \u206609:00\u2069 مع \u2066Dr. Omar\u2069. رقم الحجز \u2066B-7K2M9Q\u2069.`,
+    );
+  });
+
+  it('thanks after a booked slot: welcome, and the booked time and booking number again, in either language', async () => {
+    const english = await book([...LISTED, '2', 'Thanks!'], happyClinic);
+    expect(english.replies[4]).toBe(
+      `You are welcome! Your appointment is on ${TOMORROW} at 09:30 with Dr. Omar; your booking number is B-7K2M9Q. See you then!`,
+    );
+    const arabic = await book([...LISTED_AR, '٢', 'شكراً'], happyClinic);
+    expect(arabic.replies[4]).toBe(
+      `عفواً! موعدك يوم \u2066${TOMORROW}\u2069 الساعة \u206609:30\u2069 مع \u2066Dr. Omar\u2069، ورقم الحجز \u2066B-7K2M9Q\u2069. نراك قريباً!`,
+    );
+    // Not booked by the clinic (left to the team): thanks still says the team will confirm.
+    const pending = await book([...LISTED, '1', 'thanks'], (name, args) =>
+      name === 'find_free_slots' ? free(args.date, ['09:00']) : { ok: false, status: 500 },
+    );
+    expect(pending.replies[4]).toBe(
+      'You are welcome! Your request is with the Al Noor Clinic team: they will confirm the slot with you shortly.',
+    );
+    // A new booking forgets the old slot: thanks in the middle of it is no reminder.
+    const again = await book([...LISTED, '2', 'I need another appointment', 'ok'], happyClinic);
+    expect(again.replies[5]).not.toContain('B-7K2M9Q');
   });
 });

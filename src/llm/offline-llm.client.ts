@@ -2,10 +2,11 @@ import { type AppConfig } from '../config/app-config';
 import { occursIn, type Phrase, tokensOf } from '../escalation/escalation-triggers';
 import { type MetricsService } from '../metrics/metrics.service';
 import { CLINIC_UTC_OFFSET_MS } from '../time/clinic-time';
-import { hasLetters, isolateLtr, type Language, pickLanguage } from './language';
+import { hasArabicLetters, hasLetters, isolateLtr, type Language, pickLanguage } from './language';
 import { LlmClient, LlmError, type LlmMessage, type LlmReply, type LlmRequest, type LlmTool } from './llm.client';
 import { fillPlaceholders } from './placeholders';
 import {
+  DAY_KEYS,
   type FaqEntry,
   QUESTION_KEYS,
   type QuestionKey,
@@ -53,6 +54,8 @@ interface Booking {
   time?: string;
   /** The last booking was confirmed; asking for one again starts a new one. */
   booked: boolean;
+  /** The clinic booked it: the values its bookedSlot reply gave (date, time, doctor, bookingId). */
+  slot?: Record<string, string>;
 }
 
 /** What the conversation so far established, read back from the history alone (the port is stateless). */
@@ -80,8 +83,16 @@ interface Reading {
   no: boolean;
 }
 
+/** The day (and part of it) a patient asks for instead of picking from the list. */
+interface Wanted {
+  /** YYYY-MM-DD in the clinic's calendar; undefined: the day listed already. */
+  date?: string;
+  part?: 'morning' | 'afternoon';
+}
+
 type StepOutcome =
   | { kind: 'answer'; value: string }
+  | { kind: 'day'; wanted: Wanted }
   | { kind: 'cancel' }
   | { kind: 'reask' }
   | { kind: 'question' }
@@ -124,9 +135,10 @@ function read(script: ReceptionistScript, text: string): Reading {
   };
 }
 
-/** Every word that says what a message is about; none of them is part of a name. */
+/** Every word that says what a message is about; none of them is part of a name (fillers say nothing). */
 function knownWords(script: ReceptionistScript): Phrase[] {
-  return [...Object.values(script.words).flat(), ...script.faq.flatMap((entry) => entry.keywords)];
+  const { pick: _fillers, ...lists } = script.words;
+  return [...Object.values(lists).flat(), ...script.faq.flatMap((entry) => entry.keywords)];
 }
 
 /**
@@ -167,6 +179,14 @@ function answerText(text: string): string {
 
 /** How a message answers the booking question it follows. Replaying the history uses the same rules. */
 function atStep(script: ReceptionistScript, step: Step, reading: Reading, askedIn = ''): StepOutcome {
+  if (step === 'slot') {
+    // Only an explicit choice books: "not 2, something later" or "alert(1)" is no choice of a number.
+    const slot = pickedSlot(script, reading.text, listedSlots(askedIn));
+    if (slot) return { kind: 'answer', value: slot.id };
+    const wanted = wantedDay(script, reading.text);
+    if (wanted) return { kind: 'day', wanted };
+    if (reading.booking && !reading.question) return { kind: 'reask' };
+  }
   if (reading.ack) return reading.no && !reading.yes ? { kind: 'cancel' } : { kind: 'reask' };
   if (reading.question) return { kind: 'question' };
   switch (step) {
@@ -181,10 +201,8 @@ function atStep(script: ReceptionistScript, step: Step, reading: Reading, askedI
       return /[\p{L}\p{N}]/u.test(reading.text)
         ? { kind: 'answer', value: answerText(reading.text) }
         : { kind: 'unclear' };
-    case 'slot': {
-      const slot = pickedSlot(reading.text, listedSlots(askedIn));
-      return slot ? { kind: 'answer', value: slot.id } : { kind: 'unclear' };
-    }
+    case 'slot':
+      return { kind: 'unclear' };
   }
 }
 
@@ -198,21 +216,148 @@ interface Slot {
 
 const SLOT_LINE = /^(\d+)\) (\d{2}:\d{2})(?: — (.+))?$/gmu;
 const ISO_DATE = /\b(\d{4}-\d{2}-\d{2})\b/u;
+/** The marks an Arabic reply wraps its left-to-right parts in (isolateLtr, a leading RLM). */
+const DIRECTION_MARKS = /[\u200E\u200F\u2066-\u2069]/gu;
+const RLM = '\u200F';
 
 /** The numbered list of a reply (`1) 09:00 — Dr. Sara Haddad`), read back as slots of the date it names. */
 function listedSlots(reply: string): Slot[] {
-  const date = ISO_DATE.exec(reply)?.[1];
+  const plain = reply.replace(DIRECTION_MARKS, '');
+  const date = ISO_DATE.exec(plain)?.[1];
   if (!date) return [];
-  return [...reply.matchAll(SLOT_LINE)].map(([, , time, doctor]) => ({ id: `${date}T${time}`, date, time, doctor }));
+  return [...plain.matchAll(SLOT_LINE)].map(([, , time, doctor]) => ({ id: `${date}T${time}`, date, time, doctor }));
 }
 
-/** "2", "٢", "the 2nd one", "10:30", "١٠:٣٠": a number of the list or one of its times. */
-function pickedSlot(text: string, slots: readonly Slot[]): Slot | undefined {
-  const latin = text.replace(/[\u0660-\u0669\u06F0-\u06F9]/gu, (d) => String((d.codePointAt(0)! - 0x0660) % 0x90));
-  const clock = /(\d{1,2})[:.](\d{2})/u.exec(latin);
-  if (clock) return slots.find((s) => s.time === `${clock[1].padStart(2, '0')}:${clock[2]}`);
-  const numbers = latin.match(/\d+/gu) ?? [];
-  return numbers.length === 1 ? slots[Number(numbers[0]) - 1] : undefined;
+const latinDigits = (text: string): string =>
+  text.replace(/[\u0660-\u0669\u06F0-\u06F9]/gu, (d) => String((d.codePointAt(0)! - 0x0660) % 0x90));
+
+const CLOCK = /(?<![\d:.])(\d{1,2})[:.٫](\d{2})(?:\s*([ap])\.?m\b\.?)?(?![\d:.]*\d)/iu;
+const LIST_NUMBER = /^(\d{1,2})(?:st|nd|rd|th)?$/u;
+
+/**
+ * A choice from the list, and only that: one number of the list ("2", "٢", "option 2 please", "the
+ * 2nd one", "رقم ٢") or one of its times ("10:30", "١٠:٣٠", "at 2:30 pm"), with nothing else but
+ * words of words.pick. "not 2, something later", "2 or 3" and "<script>alert(1)</script>" are
+ * not choices: booking a slot the patient did not choose is worse than asking again.
+ */
+function pickedSlot(script: ReceptionistScript, text: string, slots: readonly Slot[]): Slot | undefined {
+  if (slots.length === 0) return undefined;
+  const latin = latinDigits(text);
+  const clock = CLOCK.exec(latin);
+  let slot: Slot | undefined;
+  let rest: string[];
+  if (clock) {
+    let hour = Number(clock[1]);
+    const half = clock[3]?.toLowerCase();
+    if (half === 'p' && hour < 12) hour += 12;
+    if (half === 'a' && hour === 12) hour = 0;
+    slot = slots.find((s) => s.time === `${String(hour).padStart(2, '0')}:${clock[2]}`);
+    rest = tokensOf(latin.slice(0, clock.index) + ' ' + latin.slice(clock.index + clock[0].length));
+  } else {
+    const tokens = tokensOf(latin);
+    const numbers = tokens.filter((t) => LIST_NUMBER.test(t));
+    if (numbers.length !== 1) return undefined;
+    slot = slots[Number(LIST_NUMBER.exec(numbers[0])![1]) - 1];
+    rest = tokens.filter((t) => t !== numbers[0]);
+  }
+  if (!slot || /\d/u.test(rest.join(' '))) return undefined;
+  return rest.length === 0 || onlyOf(rest, script.words.pick) ? slot : undefined;
+}
+
+const WEEKDAYS: readonly (typeof DAY_KEYS)[number][] = [
+  'sunday',
+  'monday',
+  'tuesday',
+  'wednesday',
+  'thursday',
+  'friday',
+  'saturday',
+];
+const DAY_MS = 86_400_000;
+/** Where a negation word reaches: "not Thursday", "not on Thursday", "مش يوم الخميس". */
+const NEGATION_REACH = 2;
+
+/** The clinic's calendar day `ahead` days from now, as the demo clinic's `date` parameter takes it. */
+function clinicDay(ahead: number, now = Date.now()): string {
+  return new Date(now + CLINIC_UTC_OFFSET_MS + ahead * DAY_MS).toISOString().slice(0, 10);
+}
+
+/**
+ * The day and part of the day a patient asks for while choosing ("Can I come on Thursday
+ * afternoon instead?", "بكرة العصر", "not Thursday, Friday"): the first one named that no negation
+ * word strikes out. A weekday is the next one after today. Undefined when the message names none.
+ */
+function wantedDay(script: ReceptionistScript, text: string, now = Date.now()): Wanted | undefined {
+  const { negation } = script.words;
+  let day: { key: (typeof DAY_KEYS)[number]; at: number } | undefined;
+  let part: Wanted['part'];
+  let offset = 0;
+  // A clause at a time: in "no, tomorrow" the "no" answers the list, it does not strike out tomorrow.
+  for (const clause of text.split(/[,،.;؛!?؟\n]+/u)) {
+    const tokens = tokensOf(clause);
+    const struck = (at: number): boolean =>
+      negation.some((p) => {
+        for (let end = at - 1; end >= Math.max(0, at - NEGATION_REACH); end--) {
+          const start = end - p.tokens.length + 1;
+          if (start >= 0 && occursIn(p, tokens.slice(start, end + 1))) return true;
+        }
+        return false;
+      });
+    const firstAt = (phrases: readonly Phrase[]): number | undefined => {
+      for (let i = 0; i < tokens.length; i++) {
+        if (phrases.some((p) => occursIn(p, tokens.slice(i, i + p.tokens.length))) && !struck(i)) return i;
+      }
+      return undefined;
+    };
+    for (const key of DAY_KEYS) {
+      const at = firstAt(script.days[key]);
+      if (at !== undefined && (!day || offset + at < day.at)) day = { key, at: offset + at };
+    }
+    if (!part) {
+      const morning = firstAt(script.words.morning);
+      const afternoon = firstAt(script.words.afternoon);
+      if (morning !== undefined || afternoon !== undefined) {
+        part = afternoon === undefined || (morning !== undefined && morning < afternoon) ? 'morning' : 'afternoon';
+      }
+    }
+    offset += tokens.length;
+  }
+  if (!day && !part) return undefined;
+  if (!day) return { part };
+  const today = new Date(now + CLINIC_UTC_OFFSET_MS).getUTCDay();
+  const weekday = WEEKDAYS.indexOf(day.key);
+  const ahead = day.key === 'today' ? 0 : day.key === 'tomorrow' ? 1 : (weekday - today + 7) % 7 || 7;
+  return { date: clinicDay(ahead, now), part };
+}
+
+/** What a reminder repeats of a booking; the name and the clinic's name are the chat's own. */
+const BOOKED_VALUES = ['date', 'time', 'doctor', 'bookingId'] as const;
+
+/**
+ * The values of a bookedSlot reply ("Your appointment is booked, Sara: 2026-12-01 at 09:30 with …"),
+ * read back with the template of either language: the history keeps the texts, not the clinic's
+ * answers. Undefined when the reply holds none.
+ */
+function bookedSlotIn(script: ReceptionistScript, content: string): Record<string, string> | undefined {
+  const plain = content.replace(DIRECTION_MARKS, '');
+  for (const template of Object.values(script.texts.bookedSlot)) {
+    const names: string[] = [];
+    const pieces = template.split(/\{\{\s*([A-Za-z][A-Za-z0-9_]*)\s*\}\}/u);
+    const source = pieces
+      .map((piece, i) => {
+        if (i % 2 === 0) return piece.replace(/[.*+?^${}()|[\]\\]/gu, '\\$&');
+        names.push(piece);
+        // A value that ends the template runs to the end of its word, not one character.
+        return i === pieces.length - 2 && pieces[i + 1] === '' ? '(\\S+)' : '(.+?)';
+      })
+      .join('');
+    const match = new RegExp(source, 'u').exec(plain);
+    if (match) {
+      const values = names.map((name, i) => [name, match[i + 1]] as const);
+      return Object.fromEntries(values.filter(([name]) => (BOOKED_VALUES as readonly string[]).includes(name)));
+    }
+  }
+  return undefined;
 }
 
 /** The question the reply ends with, in either language; when several appear, the last one. */
@@ -246,6 +391,8 @@ function replay(script: ReceptionistScript, history: readonly LlmMessage[]): Sta
         const retime = state.asked === 'slot' || state.asked === 'time';
         state.booking = { name: state.booking.name, reason: retime ? state.booking.reason : undefined, booked: false };
       }
+      const slot = bookedSlotIn(script, m.content);
+      if (slot) state.booking = { ...state.booking, booked: true, slot };
     } else if (m.role === 'user') {
       if (isStep(state.asked)) {
         const outcome = atStep(script, state.asked, read(script, m.content), state.askedIn);
@@ -313,10 +460,7 @@ function slotsOf(result: Record<string, unknown>): Slot[] {
   });
 }
 
-/** Tomorrow in the clinic's calendar, as the demo clinic's `date` parameter takes it. */
-function tomorrow(now = Date.now()): string {
-  return new Date(now + CLINIC_UTC_OFFSET_MS + 86_400_000).toISOString().slice(0, 10);
-}
+const tomorrow = (): string => clinicDay(1);
 
 /** A clinic action the receptionist needs the answer of before it can reply. */
 type Call = { call: { name: string; args: Record<string, unknown> } };
@@ -338,7 +482,9 @@ type Answer = { text: string } | Call;
  * When the request offers the clinic actions `find_free_slots` and `book_appointment` (the
  * sandbox's demo clinic does, docs/actions.md), it books for real, through tool calls as a model
  * would: it lists tomorrow's free times instead of asking for a preferred one, and books the one
- * the patient picks, reading the clinic's answers from the turn's tool messages.
+ * the patient picks, reading the clinic's answers from the turn's tool messages. Only a plain
+ * choice books (pickedSlot); a day named instead lists that day's free times (wantedDay); anything
+ * else lists the same times again. Thanks after a booked slot repeat its time and booking number.
  */
 export class OfflineLlmClient extends LlmClient {
   constructor(
@@ -386,12 +532,14 @@ export class OfflineLlmClient extends LlmClient {
       isStep(asked) && outcome
         ? this.stepReply(state, asked, outcome, reading, slots)
         : this.reply(state, reading, slots);
-    const values: Record<string, string | undefined> = {};
+    // A reminder of a booked slot repeats what the clinic answered then; this turn's answers win.
+    const values: Record<string, string | undefined> = { ...state.booking.slot };
     if (done) {
       const booked = this.booking(state, asked, done, parts, values);
       if ('call' in booked) return booked;
       parts = booked.parts;
-      const listed = this.slotList(state, asked, done, parts, values, language);
+      const wanted = outcome?.kind === 'day' ? outcome.wanted : undefined;
+      const listed = this.slotList(state, asked, done, parts, values, language, wanted);
       if ('call' in listed) return listed;
       parts = listed.parts;
     }
@@ -413,14 +561,15 @@ export class OfflineLlmClient extends LlmClient {
       case 'cancel':
         return ['declined', 'menu'];
       case 'reask':
+      case 'day':
         return [ask];
       case 'question':
         if (reading.faq.length > 0) return [...reading.faq, ask];
-        return reading.booking ? [ask] : ['notUnderstood', ask];
+        return reading.booking ? [ask] : [step === 'slot' ? 'notAPick' : 'notUnderstood', ask];
       case 'not_a_name':
         return ['notAName', ask];
       case 'unclear':
-        return ['notUnderstood', ask];
+        return [step === 'slot' ? 'notAPick' : 'notUnderstood', ask];
       case 'answer': {
         take(state.booking, step, outcome.value);
         if (state.booking.booked) return this.config.env.CLINIC_PHONE ? ['confirm', 'urgent'] : ['confirm'];
@@ -440,7 +589,10 @@ export class OfflineLlmClient extends LlmClient {
     }
     if (reading.faq.length > 0) return booking.booked ? reading.faq : [...reading.faq, 'offerBooking'];
     if (reading.greeting) return ['menu'];
-    if (reading.ack) return [...(reading.thanks ? ['welcome' as const] : []), booking.booked ? 'booked' : 'menu'];
+    if (reading.ack) {
+      const status: Part = !booking.booked ? 'menu' : booking.slot ? 'bookedReminder' : 'booked';
+      return [...(reading.thanks ? ['welcome' as const] : []), status];
+    }
     return ['notUnderstood', 'menu'];
   }
 
@@ -479,7 +631,10 @@ export class OfflineLlmClient extends LlmClient {
     return { parts: ['bookingPending', ...urgent] };
   }
 
-  /** The reply asks for a slot: fetch the free times (one call), then list them before the question. */
+  /**
+   * The reply asks for a slot: fetch the free times (one call), then list them before the question.
+   * `wanted`: the day (and part of it) the patient asked for instead of picking.
+   */
   private slotList(
     state: State,
     asked: Asked | undefined,
@@ -487,47 +642,51 @@ export class OfflineLlmClient extends LlmClient {
     parts: Part[],
     values: Record<string, string | undefined>,
     language: Language,
+    wanted?: Wanted,
   ): Call | { parts: Part[] } {
     const at = parts.indexOf('pickSlot');
     if (at < 0) return { parts };
     const finds = done.filter((c) => c.name === FIND_SLOTS);
     const last = finds.at(-1);
-    // The day listed before, when asking again; tomorrow otherwise; the next open day after a closed one.
-    const date =
-      last && !last.ok
-        ? undefined
-        : last && last.result.open === false
-          ? stringOf(last.result.nextOpenDate)
-          : last
-            ? stringOf(last.args.date)
-            : ((asked === 'slot' ? listedSlots(state.askedIn ?? '')[0]?.date : undefined) ?? tomorrow());
-    const fetched = last && last.ok && last.result.open !== false;
-    if (!fetched && date && finds.length < 2 && !done.some((c) => c.name === FIND_SLOTS && c.args.date === date)) {
-      return { call: { name: FIND_SLOTS, args: { date } } };
+    if (!last) {
+      // The day asked for; else the day listed before, when asking again; else tomorrow.
+      const listed = asked === 'slot' ? listedSlots(state.askedIn ?? '')[0]?.date : undefined;
+      return { call: { name: FIND_SLOTS, args: { date: wanted?.date ?? listed ?? tomorrow() } } };
     }
-    const free = fetched ? slotsOf(last.result).slice(0, LISTED_SLOTS) : [];
+    const all = last.ok ? slotsOf(last.result) : [];
+    // A closed or full day: the next day the clinic works, once.
+    const next = last.ok && all.length === 0 ? stringOf(last.result.nextOpenDate) : undefined;
+    if (next && finds.length < 2 && !finds.some((c) => c.args.date === next)) {
+      return { call: { name: FIND_SLOTS, args: { date: next } } };
+    }
+    const date = last.ok ? stringOf(last.args.date) : undefined;
+    const inPart = all.filter((s) => !wanted?.part || (wanted.part === 'morning') === s.time < NOON);
+    const free = (inPart.length > 0 ? inPart : all).slice(0, LISTED_SLOTS);
     values.date = dateLabel(date ?? tomorrow(), language);
     if (free.length === 0) {
       // Nothing to pick from: ask for a preferred time, and the team confirms, as without actions.
       const fallback: Part[] = date ? ['noSlots', 'askTime'] : ['askTime'];
       return { parts: [...parts.slice(0, at), ...fallback, ...parts.slice(at + 1)] };
     }
-    const list: Part = { list: free.map((s, i) => `${i + 1}) ${s.time}${s.doctor ? ` — ${s.doctor}` : ''}`) };
+    const list: Part = { list: free.map((s, i) => listLine(i + 1, s, language)) };
     return { parts: [...parts.slice(0, at), 'slotsOn', list, 'pickSlot', ...parts.slice(at + 1)] };
   }
 
   private text(part: Part, language: Language, booking: Booking, values: Record<string, string | undefined>): string {
     if (typeof part === 'object' && 'list' in part) return `\n${part.list.join('\n')}\n`;
     const template = typeof part === 'string' ? this.script.texts[part][language] : part.answer[language];
-    const phone = this.config.env.CLINIC_PHONE;
-    return fillPlaceholders(template, {
+    const filled: Record<string, string | undefined> = {
       clinicName: this.config.env.CLINIC_NAME,
-      clinicPhone: phone && language === 'ar' ? isolateLtr(phone) : phone,
+      clinicPhone: this.config.env.CLINIC_PHONE,
       name: booking.name,
       reason: booking.reason,
       time: booking.time,
       ...values,
-    });
+    };
+    if (language === 'ar') {
+      for (const key of LTR_VALUES) filled[key] = ltrInArabic(filled[key]);
+    }
+    return fillPlaceholders(template, filled);
   }
 }
 
@@ -537,12 +696,31 @@ function booksThrough(tools: readonly LlmTool[] | undefined): boolean {
   return names.has(FIND_SLOTS) && names.has(BOOK);
 }
 
+const NOON = '12:00';
+/** Values that read left to right: a phone number, a time, a booking number, a doctor's Latin name. */
+const LTR_VALUES = ['clinicPhone', 'time', 'date', 'doctor', 'bookingId'] as const;
+
+/** A value without Arabic letters, kept whole inside Arabic text (isolateLtr). */
+const ltrInArabic = (value: string | undefined): string | undefined =>
+  value && !hasArabicLetters(value) ? isolateLtr(value) : value;
+
+/**
+ * `1) 09:00 — Dr. Sara Haddad`. In Arabic the line starts with a right-to-left mark and isolates
+ * its number, time and name: otherwise the first line lays out as "09:00 (1 — Dr. …" and the
+ * others left to right. listedSlots reads it back either way.
+ */
+function listLine(number: number, slot: Slot, language: Language): string {
+  const line = [`${number})`, slot.time, ...(slot.doctor ? ['—', slot.doctor] : [])];
+  return language === 'ar' ? RLM + line.map((p) => (p === '—' ? p : isolateLtr(p))).join(' ') : line.join(' ');
+}
+
 /** "Tuesday 2026-12-01": the weekday helps the patient, the ISO date lets the next turn read the list back. */
 function dateLabel(date: string, language: Language): string {
   const day = new Date(`${date}T12:00:00Z`);
   if (Number.isNaN(day.getTime())) return date;
   const weekday = new Intl.DateTimeFormat(language === 'ar' ? 'ar-AE' : 'en-GB', { weekday: 'long', timeZone: 'UTC' });
-  return `${weekday.format(day)} ${date}`;
+  // Isolated in Arabic: "2026-12-01" would otherwise read "01-12-2026", unlike the booking's date.
+  return `${weekday.format(day)} ${language === 'ar' ? isolateLtr(date) : date}`;
 }
 
 /** A piece of a reply: a text of the script, an FAQ answer, or the numbered list of free times. */

@@ -4,9 +4,39 @@ import { detectLanguage, hasArabicLetters, hasLetters, type Language, LANGUAGES 
 import { LlmSetupError } from './llm-setup.error';
 import { placeholdersOf } from './placeholders';
 
-/** Word lists that tell what a message is, besides the FAQ keywords. */
-export const WORD_LISTS = ['greeting', 'booking', 'thanks', 'yes', 'no', 'question'] as const;
+/**
+ * Word lists that tell what a message is, besides the FAQ keywords. `pick`: the filler words a
+ * choice from the list of free times may carry ("option 2 please"); `negation`: words that make a
+ * message no choice and strike out the day after them ("not 2", "not Thursday"); `morning` and
+ * `afternoon`: the part of a day the patient asks for.
+ */
+export const WORD_LISTS = [
+  'greeting',
+  'booking',
+  'thanks',
+  'yes',
+  'no',
+  'question',
+  'pick',
+  'negation',
+  'morning',
+  'afternoon',
+] as const;
 export type WordList = (typeof WORD_LISTS)[number];
+
+/** The days a patient can ask for while choosing a time, besides the weekdays' names. */
+export const DAY_KEYS = [
+  'today',
+  'tomorrow',
+  'sunday',
+  'monday',
+  'tuesday',
+  'wednesday',
+  'thursday',
+  'friday',
+  'saturday',
+] as const;
+export type DayKey = (typeof DAY_KEYS)[number];
 
 /**
  * The receptionist's questions. Its state is read back from the history, so these double as
@@ -31,8 +61,10 @@ export const TEXT_KEYS = [
   'bookingPending',
   'urgent',
   'booked',
+  'bookedReminder',
   'welcome',
   'declined',
+  'notAPick',
 ] as const;
 export type TextKey = (typeof TEXT_KEYS)[number];
 
@@ -46,6 +78,7 @@ export interface FaqEntry {
 
 export interface ReceptionistScript {
   words: Record<WordList, Phrase[]>;
+  days: Record<DayKey, Phrase[]>;
   texts: Record<TextKey, Texts>;
   faq: FaqEntry[];
 }
@@ -72,8 +105,11 @@ const ALLOWED_PLACEHOLDERS: Record<TextKey, readonly string[]> = {
   bookingPending: ['clinicName'],
   urgent: ['clinicName', 'clinicPhone'],
   booked: ['clinicName'],
+  // Read back from the bookedSlot reply in the history: the clinic's answer is no longer at hand.
+  bookedReminder: ['clinicName', 'name', 'date', 'time', 'doctor', 'bookingId'],
   welcome: ['clinicName'],
   declined: ['clinicName'],
+  notAPick: ['clinicName'],
 };
 const LANGUAGE_NAMES: Record<Language, string> = { en: 'English', ar: 'Arabic' };
 
@@ -204,9 +240,9 @@ function checkMarkers(texts: Partial<Record<TextKey, Texts>>, problems: Problems
  */
 export function parseReceptionistScript(json: unknown): { script?: ReceptionistScript; problems: string[] } {
   const problems = new Problems();
-  if (!isObject(json)) return { problems: ['must be a JSON object with words, texts and faq'] };
-  for (const extra of unknownKeys(json, ['words', 'texts', 'faq']))
-    problems.add(extra, 'unknown key; known: words, texts, faq');
+  if (!isObject(json)) return { problems: ['must be a JSON object with words, days, texts and faq'] };
+  for (const extra of unknownKeys(json, ['words', 'days', 'texts', 'faq']))
+    problems.add(extra, 'unknown key; known: words, days, texts, faq');
 
   const words = {} as Record<WordList, Phrase[]>;
   if (!isObject(json.words)) problems.add('words', `must be an object with ${WORD_LISTS.join(', ')}`);
@@ -215,6 +251,20 @@ export function parseReceptionistScript(json: unknown): { script?: ReceptionistS
     const raw = isObject(json.words) ? json.words[list] : undefined;
     if (isObject(json.words) && raw === undefined) problems.add(`words.${list}`, 'missing');
     words[list] = raw === undefined ? [] : readWords(raw, `words.${list}`, problems);
+  }
+  // A filler that negates would let "not 2" through as a choice of 2.
+  const negations = new Set(words.negation.map((p) => p.text));
+  for (const phrase of words.pick) {
+    if (negations.has(phrase.text)) problems.add('words.pick', `"${phrase.text}" is also a negation word`);
+  }
+
+  const days = {} as Record<DayKey, Phrase[]>;
+  if (!isObject(json.days)) problems.add('days', `must be an object with ${DAY_KEYS.join(', ')}`);
+  else for (const extra of unknownKeys(json.days, DAY_KEYS)) problems.add(`days.${extra}`, 'unknown day');
+  for (const day of DAY_KEYS) {
+    const raw = isObject(json.days) ? json.days[day] : undefined;
+    if (isObject(json.days) && raw === undefined) problems.add(`days.${day}`, 'missing');
+    days[day] = raw === undefined ? [] : readWords(raw, `days.${day}`, problems);
   }
 
   const texts: Partial<Record<TextKey, Texts>> = {};
@@ -244,7 +294,7 @@ export function parseReceptionistScript(json: unknown): { script?: ReceptionistS
 
   const faq = readFaq(json.faq, problems);
   if (problems.lines.length > 0) return { problems: problems.lines };
-  return { script: { words, texts: texts as Record<TextKey, Texts>, faq }, problems: [] };
+  return { script: { words, days, texts: texts as Record<TextKey, Texts>, faq }, problems: [] };
 }
 
 /**

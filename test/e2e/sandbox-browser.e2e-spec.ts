@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { sandboxOutboxKey, type SandboxOutboxEntry } from '../../src/bsp/sandbox-bsp.client';
+import { detectLanguage } from '../../src/llm/language';
 import { clinicNow, isWorkingDay } from '../../src/sandbox/demo-clinic.calendar';
 import { waitUntil } from '../utils/spawn-app';
 import { startTestApp, type TestApp } from '../utils/test-app';
@@ -12,25 +13,48 @@ import { startTestApp, type TestApp } from '../utils/test-app';
  * /webhook, the queue and a worker, and the replies come back on the event stream. Screenshots go
  * to test/artifacts/; docs/images/sandbox.png (the README's) is written when missing or with
  * UPDATE_DOCS_SCREENSHOT=1, so a test run does not rewrite a tracked file.
+ *
+ * Without Chromium the tests skip with a message; with CI_REQUIRE_BROWSER=1 (.ci/run sets it) a
+ * missing Chromium fails instead, so CI cannot pass without the browser having run.
  */
 
 // What the functions handed to the page use: they run in Chromium, and the tsconfig has no DOM library.
 declare const document: any;
 declare const window: any;
 declare function getComputedStyle(element: unknown): { direction: string };
+declare const performance: { now(): number };
+declare const MutationObserver: any;
 
 const ROOT = resolve(__dirname, '..', '..');
 const ARTIFACTS = join(ROOT, 'test', 'artifacts');
 const DOCS_SCREENSHOT = join(ROOT, 'docs', 'images', 'sandbox.png');
-const CHROMIUM = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find(
-  (path): path is string => Boolean(path && existsSync(path)),
-);
-const SKIP_REASON = 'no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM_PATH)';
-if (!CHROMIUM) console.warn(`sandbox-browser.e2e-spec: skipped: ${SKIP_REASON}`);
+// CHROMIUM_PATH, when set, is the only candidate: pointing it at nothing is how to run without one.
+const CHROMIUM = (
+  process.env.CHROMIUM_PATH ? [process.env.CHROMIUM_PATH] : ['/usr/bin/chromium', '/usr/bin/chromium-browser']
+).find((path) => existsSync(path));
+const SKIP_REASON = process.env.CHROMIUM_PATH
+  ? `no Chromium at CHROMIUM_PATH=${process.env.CHROMIUM_PATH}`
+  : 'no Chromium at /usr/bin/chromium (apt-get install chromium, or set CHROMIUM_PATH)';
+const REQUIRED = process.env.CI_REQUIRE_BROWSER === '1';
+if (!CHROMIUM && !REQUIRED) console.warn(`sandbox-browser.e2e-spec: skipped: ${SKIP_REASON}`);
 const describeInBrowser = CHROMIUM ? describe : describe.skip;
+
+if (!CHROMIUM && REQUIRED) {
+  describe('the /sandbox page in Chromium', () => {
+    it('has a Chromium to run in (CI_REQUIRE_BROWSER=1)', () => {
+      throw new Error(`CI_REQUIRE_BROWSER=1 and ${SKIP_REASON}: the browser test cannot be skipped`);
+    });
+  });
+}
 
 const ME = '971500000001';
 const OTHER = '971500000009';
+const THIRD = '971500000010';
+const MESSAGES = JSON.parse(readFileSync(join(ROOT, 'config', 'messages.json'), 'utf8'));
+const ARABIC = /\p{Script=Arabic}/u;
+/** The language of a reply, the doctors' Latin names and the clinic's name aside. */
+const languageOf = (text: string, clinicName: string): string =>
+  detectLanguage(text.replaceAll(clinicName, '').replace(/Dr\. [A-Za-z]+(?: [A-Za-z]+)?/g, ''));
 
 describeInBrowser(`the /sandbox page in Chromium${CHROMIUM ? '' : ` (skipped: ${SKIP_REASON})`}`, () => {
   let t: TestApp;
@@ -47,6 +71,14 @@ describeInBrowser(`the /sandbox page in Chromium${CHROMIUM ? '' : ` (skipped: ${
     await page.fill('#text', text);
     await page.press('#text', 'Enter');
   };
+  /** Sends a message and waits for the next reply bubble; returns its text. */
+  const ask = async (text: string): Promise<string> => {
+    const before = await replies();
+    await send(text);
+    await waitForReplies(before + 1);
+    return (await page.locator('.bubble.in .text').nth(before).textContent()) ?? '';
+  };
+  const lastReply = async (): Promise<string> => (await page.locator('.bubble.in .text').last().textContent()) ?? '';
   const sendsTo = async (to: string): Promise<SandboxOutboxEntry[]> =>
     (await t.redis.lrange(sandboxOutboxKey(t.keys), 0, -1))
       .map((raw) => JSON.parse(raw) as SandboxOutboxEntry)
@@ -104,15 +136,47 @@ describeInBrowser(`the /sandbox page in Chromium${CHROMIUM ? '' : ` (skipped: ${
     expect(await page.getAttribute('#text', 'dir')).toBe('auto');
   });
 
-  it('a message in English and one in Arabic each get a reply, shown as it is sent', async () => {
+  it('a message in English and one in Arabic each get a reply in their language, after the typing dots', async () => {
+    // When the dots appear and go, and when the first reply bubble is added, on the page's clock.
+    await page.evaluate(() => {
+      const seen: Record<string, number[]> = { shown: [], hidden: [], reply: [] };
+      window.typingSeen = seen;
+      const typing = document.getElementById('typing');
+      new MutationObserver(() => seen[typing.hidden ? 'hidden' : 'shown'].push(performance.now())).observe(typing, {
+        attributes: true,
+        attributeFilter: ['hidden'],
+      });
+      new MutationObserver((records: any[]) => {
+        for (const r of records) {
+          for (const node of r.addedNodes) if (node.classList?.contains('in')) seen.reply.push(performance.now());
+        }
+      }).observe(document.getElementById('messages'), { childList: true });
+    });
     await send('Hello, I would like to book an appointment');
+    await page.waitForSelector('#typing', { state: 'visible', timeout: 15_000 });
+    expect(await page.textContent('#presence')).toBe('typing…');
     await waitForReplies(1);
+    await page.waitForSelector('#typing', { state: 'hidden' });
+    const seen = await page.evaluate(() => window.typingSeen);
+    // The offline responder answers within milliseconds of its mark-read: the page holds the dots.
+    expect(seen.reply[0] - seen.shown[0]).toBeGreaterThanOrEqual(650);
+    expect(seen.hidden[0]).toBeGreaterThanOrEqual(seen.shown[0] + 650);
+
     await send('My name is Sara Ali');
     await waitForReplies(2);
     await send('أريد حجز موعد مع طبيب الأسنان غداً، من فضلك');
     await waitForReplies(3);
     expect(await replies()).toBe(3);
     expect(await sendsTo(ME)).toHaveLength(3);
+    const [first, second, third] = await page.locator('.bubble.in .text').allTextContents();
+    const clinic = t.config.env.CLINIC_NAME;
+    expect([languageOf(first, clinic), languageOf(second, clinic)]).toEqual(['en', 'en']);
+    expect(first).toContain('May I have your full name');
+    expect(second).toContain('Thank you, Sara Ali.');
+    // The Arabic reason gets an Arabic reply: Arabic letters, Arabic sentences, the free times.
+    expect(third).toMatch(ARABIC);
+    expect(languageOf(third, clinic)).toBe('ar');
+    expect(third).toContain('أي موعد يناسبك؟');
 
     const bubbles = page.locator('.bubble.out .text');
     const arabic = bubbles.nth(2);
@@ -122,6 +186,41 @@ describeInBrowser(`the /sandbox page in Chromium${CHROMIUM ? '' : ` (skipped: ${
     // Every reply bubble holds the text the sandbox BSP recorded, in order.
     const recorded = (await sendsTo(ME)).reverse().map((e) => (e.payload.text as { body: string }).body);
     expect(await page.locator('.bubble.in .text').allTextContents()).toEqual(recorded);
+  });
+
+  it('the Arabic list of free times reads right to left on every line: number, then time, then doctor', async () => {
+    const lines = await page
+      .locator('.bubble.in .text')
+      .nth(2)
+      .evaluate((p: any) => {
+        const node = p.firstChild;
+        const text: string = node.textContent;
+        const leftOf = (from: number, to: number): number => {
+          const range = document.createRange();
+          range.setStart(node, from);
+          range.setEnd(node, to);
+          return range.getBoundingClientRect().left;
+        };
+        const found: { number: number; time: number; doctor: number }[] = [];
+        for (const m of text.matchAll(
+          /^\u200F?\u2066?(\d\))\u2069? \u2066?(\d\d:\d\d)\u2069? — \u2066?(Dr\. [^\u2069\n]+)/gmu,
+        )) {
+          const at = (part: string, after: number): [number, number] => {
+            const start = text.indexOf(part, after);
+            return [start, start + part.length];
+          };
+          const number = at(m[1], m.index);
+          const time = at(m[2], number[1]);
+          const doctor = at(m[3], time[1]);
+          found.push({ number: leftOf(...number), time: leftOf(...time), doctor: leftOf(...doctor) });
+        }
+        return found;
+      });
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    for (const line of lines) {
+      expect(line.number).toBeGreaterThan(line.time);
+      expect(line.time).toBeGreaterThan(line.doctor);
+    }
   });
 
   it("the bot's read receipts turn the patient's ticks blue, and the page's statuses tick the bot's messages", async () => {
@@ -174,29 +273,70 @@ describeInBrowser(`the /sandbox page in Chromium${CHROMIUM ? '' : ` (skipped: ${
     ]);
 
     await shot('sandbox-desktop-conversation.png');
+  });
+
+  it('a time picked by its Arabic-Indic number is booked: the reply gives the booking number, the panel lists it', async () => {
+    const list = (await page.locator('.bubble.in .text').nth(2).textContent())!.replace(/[\u200F\u2066\u2069]/g, '');
+    const second = /^2\) (\d\d:\d\d) — /m.exec(list)![1];
+    const booked = await ask('٢');
+    expect(booked).toContain('تم حجز موعدك يا Sara Ali');
+    expect(booked.replace(/[\u2066\u2069]/g, '')).toContain(`الساعة ${second} مع`);
+    const bookingId = /B-[0-9A-Z]{6}/.exec(booked)?.[0];
+    expect(bookingId).toBeDefined();
+    await page.locator(`#bookings li[data-booking-id="${bookingId}"]`).waitFor({ timeout: 10_000 });
+    expect(await page.locator(`#bookings li[data-booking-id="${bookingId}"] .booking-patient`).textContent()).toBe(
+      'Sara Ali',
+    );
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.bubble.out .ticks')].every((t: any) => t.classList.contains('read')),
+      null,
+      { timeout: 10_000 },
+    );
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('.bubble.in')].every((b: any) => b.dataset.status === 'read'),
+      null,
+      { timeout: 10_000 },
+    );
+    await shot('sandbox-desktop-booking.png');
     if (process.env.UPDATE_DOCS_SCREENSHOT === '1' || !existsSync(DOCS_SCREENSHOT)) {
       mkdirSync(dirname(DOCS_SCREENSHOT), { recursive: true });
       await page.screenshot({ path: DOCS_SCREENSHOT });
     }
+    // Thanks after the booking: the booked time and number again, not "the team will confirm".
+    const thanks = await ask('شكراً');
+    expect(thanks).toContain(bookingId);
+    expect(thanks).toMatch(/^عفواً!/);
   });
 
   it('a message holding <script> shows as text and runs nothing', async () => {
-    await send('<script>alert(1)</script>');
-    await waitForReplies(4);
+    await ask('<script>alert(1)</script>');
     const texts = await page.locator('.bubble.out .text').allTextContents();
     expect(texts.at(-1)).toBe('<script>alert(1)</script>');
     expect(await count('#messages script')).toBe(0);
     expect(dialogs).toEqual([]);
   });
 
-  it('a photo with a caption and a button reply are answered too', async () => {
-    await page.fill('#text', 'My prescription');
+  it('a photo without a caption gets the "cannot read images" reply; one with a caption and a button reply are answered', async () => {
+    expect(await page.inputValue('#text')).toBe('');
+    let before = await replies();
     await page.click('#act-image');
     await page.waitForSelector('.bubble.out .photo');
-    await waitForReplies(5);
+    await waitForReplies(before + 1);
+    // The chat is in English since the <script> message: the canned media text, in English.
+    expect(await lastReply()).toBe(MESSAGES.unsupported_media.en);
+    expect(await page.locator('.bubble.out').last().locator('.text').count()).toBe(0);
+
+    before = await replies();
+    await page.fill('#text', 'My prescription');
+    await page.click('#act-image');
+    await waitForReplies(before + 1);
+    expect(await page.locator('.bubble.out .text').last().textContent()).toBe('My prescription');
+    expect(await lastReply()).not.toBe(MESSAGES.unsupported_media.en);
+
+    before = await replies();
     await page.click('#act-button');
     await page.click('#quick-replies button[data-id="book_appointment"]');
-    await waitForReplies(6);
+    await waitForReplies(before + 1);
     expect(await page.locator('.bubble.out .text').last().textContent()).toBe('Book an appointment');
     await shot('sandbox-desktop.png');
   });
@@ -274,6 +414,29 @@ describeInBrowser(`the /sandbox page in Chromium${CHROMIUM ? '' : ` (skipped: ${
     await shot('sandbox-phone-bookings.png');
     await page.click('#close-panel');
     await page.setViewportSize({ width: 1280, height: 800 });
+    expect(problems).toEqual([]);
+  });
+
+  it("the issue's own sentences: an Arabic FAQ question gets the Arabic answer, an Arabic complaint is handed over in Arabic", async () => {
+    await page.fill('#wa-id', THIRD);
+    await page.press('#wa-id', 'Enter');
+    await page.waitForFunction(() => document.querySelectorAll('.bubble').length === 0);
+    await page.waitForSelector('#text:not([disabled])');
+    const clinic = t.config.env.CLINIC_NAME;
+
+    const hours = await ask('ما هي ساعات العمل؟');
+    expect(hours).toMatch(ARABIC);
+    expect(languageOf(hours, clinic)).toBe('ar');
+    expect(hours).toContain('من الاثنين إلى الجمعة');
+
+    const complaint = await ask('مرحبا، أريد تقديم شكوى');
+    expect(complaint).toBe(MESSAGES.handoff.ar.replace('{{clinicName}}', clinic));
+    // Not read as a name: no "Thank you, <the message>", no booking question.
+    expect(complaint).not.toContain('أريد تقديم شكوى');
+    await page.waitForSelector('#resolve:not([hidden])', { timeout: 15_000 });
+    expect(await page.textContent('#st-handoff')).toMatch(/^human/);
+    expect(await page.textContent('#st-language')).toBe('Arabic (ar)');
+    await shot('sandbox-desktop-complaint.png');
     expect(problems).toEqual([]);
   });
 });

@@ -574,6 +574,48 @@ describe('the offline receptionist books through the demo clinic, end to end', (
     expect(replies[3]).toContain('تم حجز موعدك يا ليلى');
     expect(replies[3]).toContain(booking.bookingId);
   });
+
+  /** The clinic's next Thursday after today. */
+  const thursday = (): string =>
+    Array.from({ length: 7 }, (_, i) => clinicDay(1 + i)).find((d) => new Date(`${d}T00:00:00Z`).getUTCDay() === 4)!;
+
+  it('English: a refusal books nothing; "Thursday afternoon" lists that afternoon; the pick books it; thanks repeats it', async () => {
+    const replies = await converse('971500004303', [
+      'I would like to book an appointment',
+      'Omar Test',
+      'a check-up',
+      'not 2, something later',
+      'Can I come on Thursday afternoon instead?',
+      '1',
+      'Thanks!',
+    ]);
+    expect(replies[3]).toMatch(/^Sorry, I could not tell which time you chose\. .*\n1\) \d{2}:\d{2} — Dr\. /s);
+    const first = new RegExp(`Thursday ${thursday()}:\\n1\\) (1[2-6]:\\d{2}) — `).exec(replies[4]);
+    expect(first).not.toBeNull();
+    const bookings = await appointments('Omar Test');
+    expect(bookings).toHaveLength(1);
+    expect(bookings[0]).toMatchObject({ date: thursday(), time: first![1] });
+    const { date, time, doctor, bookingId } = bookings[0];
+    expect(replies[5]).toBe(
+      `Your appointment is booked, Omar Test: ${date} at ${time} with ${doctor}. Your booking number is ${bookingId}.`,
+    );
+    expect(replies[6]).toBe(
+      `You are welcome! Your appointment is on ${date} at ${time} with ${doctor}; your booking number is ${bookingId}. See you then!`,
+    );
+  });
+
+  it('Arabic: "مش ٢، الخميس" books nothing and lists Thursday; "١" books it; thanks repeats the booking number', async () => {
+    const replies = await converse('971500004304', ['أريد حجز موعد', 'اسمي سلمى', 'فحص', 'مش ٢، الخميس', '١', 'شكراً']);
+    const plain = replies.map((r) => r.replace(/[\u200F\u2066\u2069]/g, ''));
+    expect(plain[3]).toContain(`${thursday()}:\n1) 09:00 — `);
+    expect(plain[3]).toContain('أي موعد يناسبك؟');
+    const [booking] = await appointments('سلمى');
+    expect(booking).toMatchObject({ date: thursday(), time: '09:00' });
+    expect(plain[4]).toContain('تم حجز موعدك يا سلمى');
+    expect(plain[5]).toBe(
+      `عفواً! موعدك يوم ${booking.date} الساعة ${booking.time} مع ${booking.doctor}، ورقم الحجز ${booking.bookingId}. نراك قريباً!`,
+    );
+  });
 });
 
 describe('the demo clinic API is absent', () => {

@@ -7,6 +7,8 @@
   const WABA_ID = '200000000000002';
   const DAY_S = 24 * 3600;
   const TYPING_MS = 25000;
+  // The offline responder answers a millisecond after its mark-read: without a floor the dots only flash.
+  const MIN_TYPING_MS = 700;
   const WA_ID = /^[1-9]\d{6,14}$/;
   const STORE = 'tawasul.sandbox';
   const SVG = 'http://www.w3.org/2000/svg';
@@ -55,6 +57,10 @@
   let lastBotAt = 0;
   let lastSide;
   let typingTimer;
+  let typingSince = 0;
+  // The bot's messages are shown one after another, in stream order, each after the typing floor.
+  let shown = Promise.resolve();
+  let generation = 0;
   let stateTimer;
   let followUpTimer;
   let lastState;
@@ -226,6 +232,7 @@
 
   const showTyping = (on) => {
     clearTimeout(typingTimer);
+    if (on && el.typing.hidden) typingSince = performance.now();
     el.typing.hidden = !on;
     el.presence.textContent = on ? 'typing…' : streamReady ? 'online' : 'connecting…';
     if (on) {
@@ -284,14 +291,15 @@
     void deliver({ type: 'text', text: { body: text } }, { text, label: 'written 25 h ago', late: true }, writtenAt);
   };
 
+  /** A photo, captioned with what the box holds; with an empty box none, so the bot's media reply shows. */
   const sendImage = () => {
-    const caption = typed('A photo of my prescription');
+    const caption = typed('');
     const image = {
       id: String(Math.floor(Math.random() * 9e15) + 1e15),
       mime_type: 'image/jpeg',
       sha256: btoa(randomHex(32)),
-      caption,
     };
+    if (caption) image.caption = caption;
     void deliver({ type: 'image', image }, { photo: true, text: caption });
   };
 
@@ -318,10 +326,21 @@
 
   // ---- The business's side, from the stream ----
 
-  const onBotMessage = async (event) => {
+  /** Queues a bot message behind the ones before it; one that beats the typing floor waits for it. */
+  const onBotMessage = (event) => {
+    lastBotAt = Math.max(lastBotAt, event.at);
+    const mine = generation;
+    shown = shown.then(async () => {
+      const left = el.typing.hidden ? 0 : typingSince + MIN_TYPING_MS - performance.now();
+      if (left > 0) await pause(left);
+      // Another number since: that phone never gets this message.
+      if (mine === generation) void showBotMessage(event);
+    });
+  };
+
+  const showBotMessage = async (event) => {
     showTyping(false);
     lastBotId = event.id;
-    lastBotAt = Math.max(lastBotAt, event.at);
     const parts = { text: event.text };
     if (event.kind === 'template') parts.label = `Template ${event.template.name} (${event.template.language})`;
     const li = bubble('in', parts, event.at);
@@ -384,7 +403,7 @@
       enable(true);
       el.presence.textContent = 'online';
     });
-    source.addEventListener('message', (e) => void onBotMessage(JSON.parse(e.data)));
+    source.addEventListener('message', (e) => onBotMessage(JSON.parse(e.data)));
     source.addEventListener('read', (e) => onRead(JSON.parse(e.data)));
     // The browser reconnects by itself; until the stream says ready again nothing is sent.
     source.addEventListener('error', () => {
@@ -561,6 +580,7 @@
   /** Another number is another phone: a fresh screen, that chat's history, its own stream. */
   const switchTo = async (number) => {
     waId = number;
+    generation++;
     remember();
     el.messages.replaceChildren();
     sentByPatient = [];
