@@ -23,7 +23,14 @@ export interface SentPart {
   category: string;
   /** Window open at decision time: some rate tables price a category inside it at 0. */
   inWindow: boolean;
+  /**
+   * Whose message it is: a bot or agent reply, a /v1 message (a late 131047 is then the clinic
+   * system's failure to report, not the bot's to repair) or a canned notice. Default `reply`.
+   */
+  origin?: SendOrigin;
 }
+
+export type SendOrigin = 'reply' | 'api' | 'notice';
 
 export interface StatusUpdate {
   wamid: string;
@@ -52,6 +59,9 @@ export interface OutboundRecord {
   lane: string;
   mode: string;
   category: string;
+  /** SentPart.origin ('' when only a status created the record). */
+  origin: string;
+  turnId: string;
   /** Business time of the send (ms); undefined when only a status created the record. */
   sentAt?: number;
 }

@@ -18,7 +18,7 @@ import { type Lease } from './turn.types';
 /**
  * KEYS: record, the status lane's lease. ARGV: status, rank, statusAt, error code or '', TTL s,
  * part key or '', fence. -1 when the lease was lost, false when refused, else { lane, mode,
- * category, sentAt } of the record ('' for a field it lacks).
+ * category, sentAt, origin, turn } of the record ('' for a field it lacks).
  */
 const APPLY_STATUS = `
 if redis.call('GET', KEYS[2]) ~= ARGV[7] then return -1 end
@@ -30,8 +30,8 @@ if tonumber(ARGV[2]) > rank then
 end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'part', ARGV[6]) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-local r = redis.call('HMGET', KEYS[1], 'lane', 'mode', 'category', 'sentAt')
-return { r[1] or '', r[2] or '', r[3] or '', r[4] or '' }
+local r = redis.call('HMGET', KEYS[1], 'lane', 'mode', 'category', 'sentAt', 'origin', 'turn')
+return { r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or '' }
 `;
 
 /**
@@ -44,7 +44,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 `;
 
-type ApplyStatus = (...keysAndArgs: (string | number)[]) => Promise<[string, string, string, string] | null | -1>;
+type ApplyStatus = (...keysAndArgs: (string | number)[]) => Promise<[string, string, string, string, string, string] | null | -1>;
 type ChainableWithChatCost = ReturnType<RedisClient['multi']> & {
   tsChatCost(...keysAndArgs: (string | number)[]): ReturnType<RedisClient['multi']>;
 };
@@ -74,15 +74,19 @@ export class RedisOutboundRecords extends OutboundRecords {
 
   protected async writeSent(part: SentPart, usd: number, at: number): Promise<void> {
     const record = this.keys.outbound(part.wamid);
-    const multi = this.redis.multi().set(this.keys.partAck(part.partKey), part.wamid, 'EX', RECORD_TTL_S).hset(record, {
-      lane: part.lane,
-      turn: part.turnId,
-      part: part.partKey,
-      mode: part.mode,
-      category: part.category,
-      estimateUsd: usd,
-      sentAt: at,
-    }) as ChainableWithChatCost;
+    const multi = this.redis
+      .multi()
+      .set(this.keys.partAck(part.partKey), part.wamid, 'EX', RECORD_TTL_S)
+      .hset(record, {
+        lane: part.lane,
+        turn: part.turnId,
+        part: part.partKey,
+        mode: part.mode,
+        category: part.category,
+        origin: part.origin ?? 'reply',
+        estimateUsd: usd,
+        sentAt: at,
+      }) as ChainableWithChatCost;
     await multi
       .tsChatCost(
         record,
@@ -124,7 +128,7 @@ export class RedisOutboundRecords extends OutboundRecords {
     );
     if (result === -1) return 'lost';
     if (!result) return undefined;
-    const [lane, mode, category, sentAt] = result;
-    return { lane, mode, category, sentAt: Number(sentAt) || undefined };
+    const [lane, mode, category, sentAt, origin, turnId] = result;
+    return { lane, mode, category, origin, turnId, sentAt: Number(sentAt) || undefined };
   }
 }

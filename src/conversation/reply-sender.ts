@@ -94,6 +94,7 @@ export class ReplySender {
         to: notice.to,
         ...labels,
         inWindow: true,
+        origin: 'notice',
       });
       return true;
     } catch (err) {
@@ -131,6 +132,7 @@ export class ReplySender {
         to,
         ...labels,
         inWindow: template ? template.inWindow : true,
+        origin: reply.kind === 'api' ? 'api' : 'reply',
       });
       // Even if this write finds the lease lost, the part is acked: the next holder will not resend.
       return (await this.store.saveTurn(lease, turn, true)) ? undefined : { kind: 'lost' };

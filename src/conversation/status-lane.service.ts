@@ -6,6 +6,7 @@ import { AppLogger } from '../logging/app-logger';
 import { MetricsService } from '../metrics/metrics.service';
 import { laneKind } from '../queue/queue.constants';
 import { ConversationStore } from './conversation.store';
+import { DeadLetters } from './dead-letters';
 import { OutboundRecords, type StatusUpdate } from './outbound-records';
 import { isPartKey } from './reply-sender';
 import { type ReengageRequest } from './reengagement';
@@ -73,6 +74,7 @@ export class StatusLaneService {
     private readonly store: ConversationStore,
     private readonly records: OutboundRecords,
     private readonly ingest: IngestService,
+    private readonly deadLetters: DeadLetters,
     private readonly metrics: MetricsService,
     appLogger: AppLogger,
   ) {
@@ -109,7 +111,15 @@ export class StatusLaneService {
     if (!record) return false;
     if (code) this.logger.warn({ code }, 'outbound message failed');
     if (code === String(WINDOW_CLOSED_CODE) && record.mode === 'free_form' && laneKind(record.lane) === 'chat') {
-      await this.reengage(item, status.wamid, record.lane, record.sentAt);
+      // A /v1 message is the clinic system's: the bot neither re-engages nor hands the chat over
+      // for it; the failure is kept where an operator looks (its immediate 131047 is answered with
+      // the caller's template by ApiSendTurn, which a later status can no longer do).
+      if (record.origin === 'api') {
+        this.metrics.windowClosed.inc({ source: 'status' });
+        await this.deadLetters.record('window_closed', record.lane, { api: record.turnId, code, late: true });
+      } else {
+        await this.reengage(item, status.wamid, record.lane, record.sentAt);
+      }
     }
     return true;
   }

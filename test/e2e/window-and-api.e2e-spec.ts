@@ -592,6 +592,25 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         expect(await bot.redis.hget(chatKey(from, 'handoff'), 'state')).toBeNull();
       }, 90_000);
 
+      it('a /v1 free-form message that fails later with 131047 is the clinic system’s: no re-engagement, no hand-over, a dead letter names it', async () => {
+        const from = nextSender();
+        await patientWrites(from);
+        const sent = await call(bot, 'POST', '/v1/messages', { body: { to: from, text: 'Your results are ready.' } });
+        expect(sent).toMatchObject({ status: 202, body: { mode: 'free_form' } });
+        await bot.waitQuiet();
+        const wamid = sendsTo(from).at(-1)!.wamid!;
+        await failedWith131047(wamid, from);
+        expect(templatesTo(from)).toHaveLength(0);
+        expect(await bot.redis.hget(chatKey(from, 'handoff'), 'state')).toBeNull();
+        expect(await bot.redis.hget(chatKey(from, 'state'), 'reengagedFor')).toBeNull();
+        const root = bot.receiver.config.redisKeyRoot;
+        const mine = async () => (await deadLetters(bot.redis, root)).filter((d) => d.data.api === sent.body.id);
+        await waitUntil('the dead letter', async () => (await mine()).length > 0, 10_000);
+        expect((await mine()).map((d) => d.data)).toEqual([
+          expect.objectContaining({ reason: 'window_closed', code: '131047', late: true }),
+        ]);
+      }, 90_000);
+
       it('a 131047 failure that arrives after the patient wrote again changes nothing: their new window is open', async () => {
         const from = nextSender();
         const first = await patientWrites(from, 'first');

@@ -424,7 +424,7 @@ export function conversationStoreContract(name: string, open: () => Promise<Stor
 
     it("a status moves the record forward only, under the status lane's lease, and bills once", async () => {
       const lane = newChat();
-      const part = sentPart(lane);
+      const part: SentPart = { ...sentPart(lane), origin: 'api' };
       await t.records.sent(part);
       const lease = await held(statusOf(lane));
       const apply = (status: string, extra: Partial<StatusUpdate> = {}) =>
@@ -433,6 +433,8 @@ export function conversationStoreContract(name: string, open: () => Promise<Stor
         lane,
         mode: 'template',
         category: 'marketing',
+        origin: 'api',
+        turnId: part.turnId,
         sentAt: expect.any(Number),
       });
       expect(await t.record(part.wamid)).toMatchObject({ status: 'delivered' });
@@ -468,6 +470,8 @@ export function conversationStoreContract(name: string, open: () => Promise<Stor
         lane: '',
         mode: '',
         category: '',
+        origin: '',
+        turnId: '',
         sentAt: undefined,
       });
       expect(await t.record(wamid)).toMatchObject({ status: 'delivered', part: 't.x.0' });

@@ -53,6 +53,7 @@ export class InMemoryOutboundRecords extends OutboundRecords {
       part: part.partKey,
       mode: part.mode,
       category: part.category,
+      origin: part.origin ?? 'reply',
       estimateUsd: String(usd),
       sentAt: String(at),
     });
@@ -103,6 +104,8 @@ export class InMemoryOutboundRecords extends OutboundRecords {
       lane: record.lane ?? '',
       mode: record.mode ?? '',
       category: record.category ?? '',
+      origin: record.origin ?? '',
+      turnId: record.turn ?? '',
       sentAt: Number(record.sentAt) || undefined,
     });
   }
