@@ -44,7 +44,9 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 `;
 
-type ApplyStatus = (...keysAndArgs: (string | number)[]) => Promise<[string, string, string, string, string, string] | null | -1>;
+type ApplyStatus = (
+  ...keysAndArgs: (string | number)[]
+) => Promise<[string, string, string, string, string, string] | null | -1>;
 type ChainableWithChatCost = ReturnType<RedisClient['multi']> & {
   tsChatCost(...keysAndArgs: (string | number)[]): ReturnType<RedisClient['multi']>;
 };
