@@ -3,7 +3,8 @@ import { Queue } from 'bullmq';
 import { AppConfig } from '../src/config/app-config';
 import { validateEnv } from '../src/config/validate-env';
 import { INGEST_SCRIPT } from '../src/queue/ingest.script';
-import { TURNS_QUEUE, TurnJob, WAKE_JOB_OPTIONS, chatLane, type WakeJobData } from '../src/queue/queue.constants';
+import { TURNS_QUEUE, TurnJob, WAKE_JOB_OPTIONS, type WakeJobData } from '../src/queue/queue.constants';
+import { chatLane } from '../src/queue/lanes';
 import { createRedisClient, type RedisClient } from '../src/redis/redis-client';
 import { RedisKeys } from '../src/redis/redis-keys';
 

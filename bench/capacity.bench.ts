@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import { AppConfig } from '../src/config/app-config';
 import { validateEnv } from '../src/config/validate-env';
 import { RedisConversationStore } from '../src/conversation/redis-conversation.store';
-import { chatLane } from '../src/queue/queue.constants';
+import { chatLane } from '../src/queue/lanes';
 import { RedisKeys } from '../src/redis/redis-keys';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';

@@ -32,7 +32,7 @@
 import { type Redis as RedisClient, Redis } from 'ioredis';
 import { validateEnv } from '../src/config/validate-env';
 import { RedisKeys } from '../src/redis/redis-keys';
-import { chatLane } from '../src/queue/queue.constants';
+import { chatLane } from '../src/queue/lanes';
 import { MAX_TURNS_PER_WINDOW } from '../src/conversation/chat-turn.service';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';

@@ -11,7 +11,7 @@ import { IngestService, IngestUnavailableError } from '../dedup/ingest.service';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
-import { chatLane } from '../queue/queue.constants';
+import { chatLane } from '../queue/lanes';
 import { RedisKeys } from '../redis/redis-keys';
 import { Clock } from '../time/clock';
 import { ApiError } from './api-error';

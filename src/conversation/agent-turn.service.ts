@@ -7,7 +7,7 @@ import { type ChatwootEvent } from '../escalation/chatwoot-event';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
-import { laneParts } from '../queue/queue.constants';
+import { laneParts } from '../queue/lanes';
 import { ConversationStore } from './conversation.store';
 import { deskItems, type DeskStep } from './desk-steps';
 import { Clock } from '../time/clock';

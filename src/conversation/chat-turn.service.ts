@@ -4,7 +4,7 @@ import { type Logger } from 'pino';
 import { splitMessage } from '../bsp/split-message';
 import { AppConfig } from '../config/app-config';
 import { type IngestItem } from '../dedup/ingest-item';
-import { chatLane, laneParts } from '../queue/queue.constants';
+import { chatLane, laneParts } from '../queue/lanes';
 import { CannedMessages, type CannedKey } from '../llm/canned-messages';
 import { type Language, pickLanguage } from '../llm/language';
 import { AppLogger } from '../logging/app-logger';

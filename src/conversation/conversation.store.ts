@@ -1,3 +1,4 @@
+import { type ChatLane } from '../queue/lanes';
 import { type IngestItem } from '../dedup/ingest-item';
 import {
   type ChatState,
@@ -73,41 +74,46 @@ export abstract class ConversationStore {
   /** Saves the turn in flight; `lock` keeps new messages out of it (its reply is decided). */
   abstract saveTurn(lease: Lease, turn: TurnMeta, lock?: boolean): Promise<boolean>;
   /** Sets chat state fields under the lease (e.g. the holding flag before the holding message). */
-  abstract saveChat(lease: Lease, chat: string, state: Partial<ChatState>): Promise<boolean>;
+  abstract saveChat(lease: Lease, chat: ChatLane, state: Partial<ChatState>): Promise<boolean>;
   /**
    * Parks the turn until `notBefore` and lets the lease go. `keepItems` replaces the turn's items
    * (statuses still unresolved); omitted keeps them.
    */
   abstract defer(lease: Lease, notBefore: number, turn?: TurnMeta, keepItems?: readonly string[]): Promise<boolean>;
   /** Commits the turn: history, chat state, and the lane idles or reports more waiting. */
-  abstract finish(lease: Lease, chat: string | undefined, commit?: TurnCommit): Promise<FinishResult>;
+  abstract finish(lease: Lease, chat: ChatLane | undefined, commit?: TurnCommit): Promise<FinishResult>;
   /** Moves a chat's history and state to another chat id (number change); false when not moved. */
-  abstract moveChat(lease: Lease, from: string, to: string): Promise<boolean>;
+  abstract moveChat(lease: Lease, from: ChatLane, to: ChatLane): Promise<boolean>;
   /**
    * Hands the chat to a human for `ttlSeconds` (at most 7 days: docs/operations.md, Retention), or
    * back to the bot with state 'bot'. Fenced like every turn write.
    */
-  abstract setHandoff(lease: Lease, chat: string, handoff: Handoff, ttlSeconds: number): Promise<boolean>;
+  abstract setHandoff(lease: Lease, chat: ChatLane, handoff: Handoff, ttlSeconds: number): Promise<boolean>;
   /** The desk record of a chat (desk lanes only write it). */
-  abstract readDesk(chat: string): Promise<DeskRecord>;
+  abstract readDesk(chat: ChatLane): Promise<DeskRecord>;
   /** Marks a desk post in flight before it is made (fenced). */
-  abstract markDeskPosting(lease: Lease, chat: string, sourceId: string): Promise<boolean>;
+  abstract markDeskPosting(lease: Lease, chat: ChatLane, sourceId: string): Promise<boolean>;
   /**
    * The desk lane's head step is done: drops it, clears the in-flight mark, sets `record` fields
    * (an empty string clears one), and remembers `ownMessageId` as a Chatwoot message we created.
    */
-  abstract shiftDesk(lease: Lease, chat: string, record: Partial<DeskRecord>, ownMessageId?: string): Promise<boolean>;
+  abstract shiftDesk(
+    lease: Lease,
+    chat: ChatLane,
+    record: Partial<DeskRecord>,
+    ownMessageId?: string,
+  ): Promise<boolean>;
   /** Which of these Chatwoot message ids this app created. */
   abstract ownDeskMessages(ids: readonly string[]): Promise<Set<string>>;
   /** Desk steps waiting across all chats. */
   abstract deskBacklog(): Promise<number>;
-  abstract readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }>;
+  abstract readChat(chat: ChatLane): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }>;
   /**
    * The newest timestamp (s) of the patient's messages still waiting on the chat's lane (inbox and
    * turn in flight), 0 when none: they opened the window already, before any turn committed them.
    * A stamp counts no later than the message's arrival in business time (inbound-content.ts).
    */
-  abstract waitingInboundTs(chat: string): Promise<number>;
+  abstract waitingInboundTs(chat: ChatLane): Promise<number>;
   /**
    * The items of the lane's turn in flight as stored, for a dead letter of a turn that failed before
    * it could say which. Entries that cannot be read are left out (a re-run would fail on them again).
@@ -117,7 +123,7 @@ export abstract class ConversationStore {
    * Hands a paused chat back to the bot now (POST /v1/conversations/:waId/resume). Not fenced: it
    * is the operator's word, and the next turn reads it. False when no hand-over was in place.
    */
-  abstract resume(chat: string): Promise<boolean>;
+  abstract resume(chat: ChatLane): Promise<boolean>;
   /**
    * Erases a chat (a data-subject request): history, state, hand-over, desk record, its running
    * cost and turn timings, and the work waiting on its chat and desk lanes (patients' texts). The
@@ -125,5 +131,5 @@ export abstract class ConversationStore {
    * The fence counters stay (they must only grow), as do outbound records and the cost ledger,
    * which hold no text. False when there was nothing to erase.
    */
-  abstract erase(chat: string): Promise<boolean>;
+  abstract erase(chat: ChatLane): Promise<boolean>;
 }

@@ -7,7 +7,8 @@ import { type IngestItem } from '../dedup/ingest-item';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
-import { DEAD_LETTER_JOB_OPTIONS, DEAD_LETTERS_QUEUE, laneParts } from '../queue/queue.constants';
+import { DEAD_LETTER_JOB_OPTIONS, DEAD_LETTERS_QUEUE } from '../queue/queue.constants';
+import { laneParts } from '../queue/lanes';
 import { type ApiMessage } from './api-message';
 
 export type DeadLetterReason =

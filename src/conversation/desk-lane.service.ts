@@ -7,7 +7,7 @@ import { EscalationNotifier } from '../escalation/escalation-notifier';
 import { AppLogger } from '../logging/app-logger';
 import { LogHasher } from '../logging/log-hasher';
 import { MetricsService } from '../metrics/metrics.service';
-import { chatLaneOfDesk, laneParts } from '../queue/queue.constants';
+import { chatLaneOfDesk, laneParts } from '../queue/lanes';
 import { ConversationStore, type DeskRecord } from './conversation.store';
 import { DeadLetters } from './dead-letters';
 import { type DeskStep } from './desk-steps';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type IngestItem } from '../dedup/ingest-item';
 import { type DeskPost } from '../escalation/escalation-desk';
-import { deskLaneOf, laneParts } from '../queue/queue.constants';
+import { deskLaneOf, laneParts } from '../queue/lanes';
 
 /**
  * What a chat owes the humans' systems, queued on its desk lane and done in order:

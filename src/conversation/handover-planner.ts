@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { type IngestItem } from '../dedup/ingest-item';
 import { EscalationNotifier } from '../escalation/escalation-notifier';
-import { laneParts } from '../queue/queue.constants';
+import { laneParts } from '../queue/lanes';
 import { type DeskStep } from './desk-steps';
 import { interpretMessage, type Inbound } from './inbound-content';
 import { type HistoryEntry, type TurnEscalation } from './turn.types';

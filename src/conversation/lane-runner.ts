@@ -7,7 +7,7 @@ import { LogHasher } from '../logging/log-hasher';
 import { type Notice, ReplySender } from './reply-sender';
 import { CannedMessages } from '../llm/canned-messages';
 import { MetricsService } from '../metrics/metrics.service';
-import { laneKind, laneParts } from '../queue/queue.constants';
+import { laneKind, laneParts } from '../queue/lanes';
 import { DeadLetters } from './dead-letters';
 import { SLOT_WAKE_TAG } from './llm-step';
 import { ChatTurnService } from './chat-turn.service';

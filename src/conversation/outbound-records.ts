@@ -1,7 +1,7 @@
 import { type CostLedger } from '../costs/cost-ledger';
 import { type Pricing } from '../costs/pricing';
 import { type IngestItem } from '../dedup/ingest-item';
-import { laneKind, laneParts, statusLane } from '../queue/queue.constants';
+import { laneKind, laneParts, statusLane } from '../queue/lanes';
 import { type Clock } from '../time/clock';
 import { type Lease } from './turn.types';
 

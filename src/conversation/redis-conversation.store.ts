@@ -3,7 +3,7 @@ import { type Provider } from '@nestjs/common';
 import { AppConfig } from '../config/app-config';
 import { type IngestItem, readableItems } from '../dedup/ingest-item';
 import { RedisConnections } from '../redis/redis-connections.service';
-import { deskLaneOf } from '../queue/queue.constants';
+import { deskLaneOf, type ChatLane } from '../queue/lanes';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-client';
 import { Clock } from '../time/clock';
@@ -189,7 +189,7 @@ export class RedisConversationStore extends ConversationStore {
     return (await this.run('tsSave', keys, [lease.fence, ...fields])) === 1;
   }
 
-  async saveChat(lease: Lease, chat: string, state: Partial<ChatState>): Promise<boolean> {
+  async saveChat(lease: Lease, chat: ChatLane, state: Partial<ChatState>): Promise<boolean> {
     const fields = stateFields(state);
     if (fields.length === 0) return true;
     const keys = [this.keys.lease(lease.lane), this.keys.chat(chat)];
@@ -211,7 +211,7 @@ export class RedisConversationStore extends ConversationStore {
     return (await this.run('tsDefer', keys, args)) === 1;
   }
 
-  async finish(lease: Lease, chat: string | undefined, commit?: TurnCommit): Promise<FinishResult> {
+  async finish(lease: Lease, chat: ChatLane | undefined, commit?: TurnCommit): Promise<FinishResult> {
     const { lane, fence } = lease;
     const chatKey = chat ?? lane;
     const keys = [
@@ -241,7 +241,7 @@ export class RedisConversationStore extends ConversationStore {
     return result === 0 ? 'lost' : result === 2 ? 'more' : 'idle';
   }
 
-  async moveChat(lease: Lease, from: string, to: string): Promise<boolean> {
+  async moveChat(lease: Lease, from: ChatLane, to: ChatLane): Promise<boolean> {
     const keys = [
       this.keys.lease(lease.lane),
       this.keys.history(from),
@@ -252,7 +252,7 @@ export class RedisConversationStore extends ConversationStore {
     return (await this.run('tsMoveChat', keys, [lease.fence])) === 1;
   }
 
-  async setHandoff(lease: Lease, chat: string, handoff: Handoff, ttlSeconds: number): Promise<boolean> {
+  async setHandoff(lease: Lease, chat: ChatLane, handoff: Handoff, ttlSeconds: number): Promise<boolean> {
     const ttl = handoff.state === 'bot' ? 0 : Math.min(Math.ceil(ttlSeconds), HANDOFF_MAX_S);
     const fields: string[] = ['state', handoff.state, 'since', String(handoff.since ?? Date.now())];
     if (handoff.conversationId) fields.push('conversationId', handoff.conversationId);
@@ -260,7 +260,7 @@ export class RedisConversationStore extends ConversationStore {
     return (await this.run('tsHandoff', keys, [lease.fence, ttl, ...fields])) === 1;
   }
 
-  async readDesk(chat: string): Promise<DeskRecord> {
+  async readDesk(chat: ChatLane): Promise<DeskRecord> {
     const fields = await this.client.hgetall(this.keys.desk(chat));
     return {
       contactId: fields.contactId || undefined,
@@ -269,12 +269,12 @@ export class RedisConversationStore extends ConversationStore {
     };
   }
 
-  async markDeskPosting(lease: Lease, chat: string, sourceId: string): Promise<boolean> {
+  async markDeskPosting(lease: Lease, chat: ChatLane, sourceId: string): Promise<boolean> {
     const keys = [this.keys.lease(lease.lane), this.keys.desk(chat)];
     return (await this.run('tsDeskMark', keys, [lease.fence, DESK_RECORD_TTL_S, 'posting', sourceId])) === 1;
   }
 
-  async shiftDesk(lease: Lease, chat: string, record: Partial<DeskRecord>, ownMessageId?: string): Promise<boolean> {
+  async shiftDesk(lease: Lease, chat: ChatLane, record: Partial<DeskRecord>, ownMessageId?: string): Promise<boolean> {
     const keys = [
       this.keys.lease(lease.lane),
       this.keys.turnItems(lease.lane),
@@ -298,7 +298,7 @@ export class RedisConversationStore extends ConversationStore {
     return Number(await this.client.get(this.keys.deskBacklog)) || 0;
   }
 
-  async waitingInboundTs(chat: string): Promise<number> {
+  async waitingInboundTs(chat: ChatLane): Promise<number> {
     const [inbox, turn] = await Promise.all([
       this.client.lrange(this.keys.inbox(chat), 0, -1),
       this.client.lrange(this.keys.turnItems(chat), 0, -1),
@@ -315,11 +315,11 @@ export class RedisConversationStore extends ConversationStore {
     return readableItems(await this.client.lrange(this.keys.turnItems(lane), 0, -1));
   }
 
-  async resume(chat: string): Promise<boolean> {
+  async resume(chat: ChatLane): Promise<boolean> {
     return (await this.client.del(this.keys.handoff(chat))) > 0;
   }
 
-  async erase(chat: string): Promise<boolean> {
+  async erase(chat: ChatLane): Promise<boolean> {
     const desk = deskLaneOf(chat);
     const keys = [
       this.keys.lease(chat),
@@ -344,7 +344,7 @@ export class RedisConversationStore extends ConversationStore {
     return (await this.run('tsErase', keys, [chat, desk])) === 1;
   }
 
-  async readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }> {
+  async readChat(chat: ChatLane): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }> {
     const [fields, entries, handoff] = await Promise.all([
       this.client.hgetall(this.keys.chat(chat)),
       this.client.lrange(this.keys.history(chat), 0, -1),

@@ -4,7 +4,7 @@ import { type IngestItem } from '../dedup/ingest-item';
 import { IngestService } from '../dedup/ingest.service';
 import { AppLogger } from '../logging/app-logger';
 import { MetricsService } from '../metrics/metrics.service';
-import { laneKind } from '../queue/queue.constants';
+import { laneKind } from '../queue/lanes';
 import { ConversationStore } from './conversation.store';
 import { DeadLetters } from './dead-letters';
 import { OutboundRecords, type StatusUpdate } from './outbound-records';

@@ -8,7 +8,8 @@ import { JOB_FINISH_LIMIT_MS, settlesWithin } from '../health/shutdown-limits';
 import { AppLogger } from '../logging/app-logger';
 import { isConnectionError } from '../redis/redis-client';
 import { RedisConnections } from '../redis/redis-connections.service';
-import { laneKind, SWEEPER_SCHEDULER_ID, TURNS_QUEUE, TurnJob, type WakeJobData } from '../queue/queue.constants';
+import { SWEEPER_SCHEDULER_ID, TURNS_QUEUE, TurnJob, type WakeJobData } from '../queue/queue.constants';
+import { laneKind } from '../queue/lanes';
 import { LaneRunner } from './lane-runner';
 import { SWEEP_EVERY_MS, Sweeper } from './sweeper';
 

@@ -1,5 +1,5 @@
 import { type IngestItem } from '../dedup/ingest-item';
-import { chatLane, laneParts } from '../queue/queue.constants';
+import { chatLane, laneParts } from '../queue/lanes';
 import { type ChatwootEvent } from './chatwoot-event';
 
 export type ParsedChatwootWebhook =

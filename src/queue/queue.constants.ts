@@ -39,31 +39,6 @@ export interface WakeJobData {
   lane: string;
 }
 
-/**
- * Lanes are the unit of ordering. Chat lanes: `c.<phone_number_id>.<sender>`; status lanes:
- * `s.<phone_number_id>.<recipient>`, separate so that statuses never wait behind an LLM call; desk
- * lanes `d.<phone_number_id>.<sender>`: what a chat owes Chatwoot and the escalation webhook, so a
- * Chatwoot outage never holds the patient's chat. Lane ids double as BullMQ job ids, which must
- * not contain `:`. A phone_number_id never contains a dot; a sender (a business-scoped id) may.
- */
-export const chatLane = (phoneNumberId: string, sender: string): string => `c.${phoneNumberId}.${sender}`;
-export const statusLane = (phoneNumberId: string, recipient: string): string => `s.${phoneNumberId}.${recipient}`;
-export const deskLaneOf = (chat: string): string => `d.${chat.slice(2)}`;
-export const chatLaneOfDesk = (desk: string): string => `c.${desk.slice(2)}`;
-
-export type LaneKind = 'chat' | 'status' | 'desk';
-export function laneKind(lane: string): LaneKind {
-  if (lane.startsWith('s.')) return 'status';
-  if (lane.startsWith('d.')) return 'desk';
-  return 'chat';
-}
-
-/** The parts of a chat (or desk) lane id. */
-export function laneParts(lane: string): { phoneNumberId: string; sender: string } {
-  const [, phoneNumberId = '', ...rest] = lane.split('.');
-  return { phoneNumberId, sender: rest.join('.') };
-}
-
 /** Wake-ups are removed as soon as they finish, so a retained job never blocks the next one. */
 export const WAKE_JOB_OPTIONS: JobsOptions = {
   removeOnComplete: true,

@@ -1,3 +1,5 @@
+import { type ChatLane } from '../queue/lanes';
+
 /**
  * Every Redis key the app writes, built from the hash-tagged root (`{tawasul}`) so that all of
  * them, BullMQ's included, live in one Cluster slot and under REDIS_PREFIX.
@@ -54,12 +56,12 @@ export class RedisKeys {
   }
 
   /** A chat's history (list of JSON entries, oldest first). */
-  history(chat: string): string {
+  history(chat: ChatLane): string {
     return `${this.root}:chat:${chat}:history`;
   }
 
   /** A chat's state (hash, ChatState): last inbound time, language, holding and window flags, name. */
-  chat(chat: string): string {
+  chat(chat: ChatLane): string {
     return `${this.root}:chat:${chat}:state`;
   }
 
@@ -67,7 +69,7 @@ export class RedisKeys {
    * A chat's hand-over (hash: state, Chatwoot conversation id, since). Present only while a human
    * has the chat; its TTL is the pause (HANDOFF_PAUSE_SECONDS, or at most 7 days with Chatwoot).
    */
-  handoff(chat: string): string {
+  handoff(chat: ChatLane): string {
     return `${this.root}:chat:${chat}:handoff`;
   }
 
@@ -75,7 +77,7 @@ export class RedisKeys {
    * What the desk lane knows of a chat's Chatwoot side (hash): contact and conversation ids, and the
    * post in flight whose outcome is not known yet.
    */
-  desk(chat: string): string {
+  desk(chat: ChatLane): string {
     return `${this.root}:chat:${chat}:desk`;
   }
 
@@ -121,12 +123,12 @@ export class RedisKeys {
    * A chat's estimated spend (integer micro-USD): what /sandbox shows per chat, where the ledger
    * only keeps days. Kept as long as the chat's history.
    */
-  chatCost(chat: string): string {
+  chatCost(chat: ChatLane): string {
     return `${this.root}:chat:${chat}:cost`;
   }
 
   /** A chat's last turns' timings (JSON `{at, ms, outcome}`, newest first, capped), for /sandbox. */
-  chatTurns(chat: string): string {
+  chatTurns(chat: ChatLane): string {
     return `${this.root}:chat:${chat}:turns`;
   }
 

@@ -3,7 +3,7 @@ import { AppConfig } from '../config/app-config';
 import { type TurnTiming } from '../conversation/conversation.store';
 import { ConversationStore } from '../conversation/conversation.store';
 import { serviceWindow } from '../conversation/service-window';
-import { chatLane } from '../queue/queue.constants';
+import { chatLane } from '../queue/lanes';
 import { RedisConnections } from '../redis/redis-connections.service';
 import { waitReady } from '../redis/redis-client';
 import { RedisKeys } from '../redis/redis-keys';

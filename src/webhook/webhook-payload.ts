@@ -1,5 +1,5 @@
 import secureJsonParse from 'secure-json-parse';
-import { statusLane, chatLane } from '../queue/queue.constants';
+import { statusLane, chatLane } from '../queue/lanes';
 import { type IngestItem } from '../dedup/ingest-item';
 
 /** Types the worker knows how to answer or deliberately skip; others are kept raw. */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeClinicApi } from '../fakes/fake-clinic-api.server';
 import { type ChatRequestBody, type RecordedLlmRequest } from '../fakes/fake-llm.server';
-import { chatLane } from '../../src/queue/queue.constants';
+import { chatLane } from '../../src/queue/lanes';
 import { BotCluster } from '../utils/bot-cluster';
 import {
   BOOK_APPOINTMENT,

@@ -3,7 +3,7 @@ import { AppConfig } from '../../src/config/app-config';
 import { validateEnv } from '../../src/config/validate-env';
 import { createRedisClient, waitReady } from '../../src/redis/redis-client';
 import { RedisConnections } from '../../src/redis/redis-connections.service';
-import { chatLane, statusLane } from '../../src/queue/queue.constants';
+import { chatLane, statusLane } from '../../src/queue/lanes';
 import { BotCluster } from '../utils/bot-cluster';
 import { agentMessage, statusChanged } from '../utils/chatwoot-payloads';
 import { envelope, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';

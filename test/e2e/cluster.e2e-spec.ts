@@ -1,7 +1,8 @@
 import { Queue } from 'bullmq';
 import { Cluster } from 'ioredis';
 import { RedisConnections } from '../../src/redis/redis-connections.service';
-import { TURNS_QUEUE, TurnJob, chatLane, statusLane, type WakeJobData } from '../../src/queue/queue.constants';
+import { TURNS_QUEUE, TurnJob, type WakeJobData } from '../../src/queue/queue.constants';
+import { chatLane, statusLane } from '../../src/queue/lanes';
 import { envelope, freshWamid, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';
 import { killAllPrivateRedis, startPrivateRedis, type PrivateRedis } from '../utils/private-redis';
 import { scanKeys } from '../utils/redis-cluster';

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc, { type Arbitrary } from 'fast-check';
-import { statusLane } from '../../src/queue/queue.constants';
+import { statusLane } from '../../src/queue/lanes';
 import { KNOWN_MESSAGE_TYPES } from '../../src/webhook/webhook-payload';
 import { BotCluster, CHATWOOT_WEBHOOK_TOKEN } from '../utils/bot-cluster';
 import { agentMessage, statusChanged } from '../utils/chatwoot-payloads';

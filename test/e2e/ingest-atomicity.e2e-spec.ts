@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { INGEST_SCRIPT } from '../../src/queue/ingest.script';
-import { chatLane } from '../../src/queue/queue.constants';
+import { chatLane } from '../../src/queue/lanes';
 import { freshWamid, textPayload } from '../utils/meta-payloads';
 import { parseCommand, startRespProxy, type CutMode, type RespProxy, type SeenCommand } from '../utils/resp-proxy';
 import { startTestApp, type TestApp } from '../utils/test-app';

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chatLane, statusLane } from '../../src/queue/queue.constants';
+import { chatLane, statusLane } from '../../src/queue/lanes';
 import { freshWamid, nowSeconds } from '../utils/meta-payloads';
 import { inboxItems, startTestApp, type TestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';

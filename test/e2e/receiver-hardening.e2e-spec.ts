@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import { Agent, request as httpRequest } from 'node:http';
 import { networkInterfaces } from 'node:os';
-import { chatLane } from '../../src/queue/queue.constants';
+import { chatLane } from '../../src/queue/lanes';
 import { envelope, freshWamid, nowSeconds, textMessage } from '../utils/meta-payloads';
 import { freePort, httpStatus, killSpawnedApps, spawnApp, type SpawnedApp } from '../utils/spawn-app';
 import { inboxItems, startTestApp, type TestApp } from '../utils/test-app';

@@ -1,4 +1,4 @@
-import { chatLane } from '../../src/queue/queue.constants';
+import { chatLane } from '../../src/queue/lanes';
 import { freshWamid, textPayload } from '../utils/meta-payloads';
 import { killAllPrivateRedis, startPrivateRedis, type PrivateRedis } from '../utils/private-redis';
 import { inboxItems, startTestApp, type TestApp } from '../utils/test-app';

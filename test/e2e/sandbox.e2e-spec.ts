@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { sandboxOutboxKey, type SandboxOutboxEntry } from '../../src/bsp/sandbox-bsp.client';
 import { Pricing } from '../../src/costs/pricing';
-import { chatLane } from '../../src/queue/queue.constants';
+import { chatLane } from '../../src/queue/lanes';
 import { SANDBOX_CSP } from '../../src/sandbox/sandbox-assets';
 import { BotCluster } from '../utils/bot-cluster';
 import { envelope } from '../utils/meta-payloads';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { rawRequest, type RawRequest, type RawResponse } from '../utils/raw-http';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
-import { chatLane, statusLane } from '../../src/queue/queue.constants';
+import { chatLane, statusLane } from '../../src/queue/lanes';
 import { envelope, freshWamid, nowSeconds, statusPayload, textMessage, textPayload } from '../utils/meta-payloads';
 import { signBody } from '../utils/sign';
 import { inboxItems, startTestApp, type TestApp } from '../utils/test-app';

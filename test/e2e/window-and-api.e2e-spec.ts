@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Clock } from '../../src/time/clock';
-import { chatLane } from '../../src/queue/queue.constants';
+import { chatLane } from '../../src/queue/lanes';
 import { BotCluster } from '../utils/bot-cluster';
 import { deadLetters } from '../utils/dead-letters';
 import { agentMessage } from '../utils/chatwoot-payloads';

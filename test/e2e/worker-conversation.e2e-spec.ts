@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Redis } from 'ioredis';
 import { type RecordedLlmRequest } from '../fakes/fake-llm.server';
-import { chatLane } from '../../src/queue/queue.constants';
+import { chatLane } from '../../src/queue/lanes';
 import { BotCluster } from '../utils/bot-cluster';
 import { envelope, freshWamid, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';
 import { waitUntil } from '../utils/spawn-app';

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { FakeGraphServer } from '../fakes/fake-graph.server';
 import { FakeLlmServer, type RecordedLlmRequest } from '../fakes/fake-llm.server';
-import { chatLane } from '../../src/queue/queue.constants';
+import { chatLane } from '../../src/queue/lanes';
 import { BotCluster } from '../utils/bot-cluster';
 import { envelope, nowSeconds, textPayload } from '../utils/meta-payloads';
 import { signBody } from '../utils/sign';

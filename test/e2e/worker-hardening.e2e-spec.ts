@@ -16,13 +16,13 @@ import { ReplySender } from '../../src/conversation/reply-sender';
 import { Sweeper } from '../../src/conversation/sweeper';
 import { type Lease, leaseUsable, type TurnContext, type TurnMeta } from '../../src/conversation/turn.types';
 import {
-  chatLane,
   DEAD_LETTER_JOB_OPTIONS,
   DEAD_LETTERS_QUEUE,
   TURNS_QUEUE,
   TurnJob,
   WAKE_JOB_OPTIONS,
 } from '../../src/queue/queue.constants';
+import { chatLane } from '../../src/queue/lanes';
 import { BotCluster } from '../utils/bot-cluster';
 import { deadLetters } from '../utils/dead-letters';
 import { killAllPrivateRedis, type PrivateRedis, startPrivateRedis } from '../utils/private-redis';

@@ -1,4 +1,4 @@
-import { statusLane } from '../../src/queue/queue.constants';
+import { statusLane } from '../../src/queue/lanes';
 import { type RecordedRequest } from '../fakes/fake-graph.server';
 import { type BotCluster } from '../utils/bot-cluster';
 import { arrivalGaps, botPerSuite } from '../utils/bot-suite';

@@ -1,7 +1,7 @@
 import { BspSendError } from '../../src/bsp/bsp-send.error';
 import { partKey } from '../../src/conversation/reply-sender';
 import { LlmError } from '../../src/llm/llm.client';
-import { chatLane, laneParts } from '../../src/queue/queue.constants';
+import { chatLane, laneParts } from '../../src/queue/lanes';
 import { messageItem } from '../utils/ingest-items';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 import { counted, type TurnWorld, turnWorld } from './turn-module';

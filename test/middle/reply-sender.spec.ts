@@ -1,7 +1,7 @@
 import { BspSendError } from '../../src/bsp/bsp-send.error';
 import { partKey, SEND_GIVE_UP_MS } from '../../src/conversation/reply-sender';
 import { type Lease, type TurnMeta } from '../../src/conversation/turn.types';
-import { chatLane, laneParts, statusLane } from '../../src/queue/queue.constants';
+import { chatLane, laneParts, statusLane } from '../../src/queue/lanes';
 import { laneItem } from '../utils/ingest-items';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 import { counted, type TurnWorld, turnWorld } from './turn-module';

@@ -7,7 +7,7 @@ import { FUTURE_SKEW_S } from '../../src/conversation/service-window';
 import { type HistoryEntry, type Lease, type TurnMeta } from '../../src/conversation/turn.types';
 import { Pricing } from '../../src/costs/pricing';
 import { type IngestItem } from '../../src/dedup/ingest-item';
-import { chatLane, deskLaneOf, statusLane } from '../../src/queue/queue.constants';
+import { chatLane, deskLaneOf, statusLane } from '../../src/queue/lanes';
 import { type RecordingCostLedger } from './in-memory-outbound-records';
 import { laneItem, messageItem } from './ingest-items';
 import { TEST_PHONE_NUMBER_ID, testEnv } from './test-env';

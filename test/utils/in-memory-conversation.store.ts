@@ -18,7 +18,7 @@ import {
   type Lease,
   type TurnMeta,
 } from '../../src/conversation/turn.types';
-import { deskLaneOf } from '../../src/queue/queue.constants';
+import { deskLaneOf, type ChatLane } from '../../src/queue/lanes';
 import { RedisKeys } from '../../src/redis/redis-keys';
 import { Clock } from '../../src/time/clock';
 
@@ -284,7 +284,7 @@ export class InMemoryConversationStore extends ConversationStore {
     return Promise.resolve(true);
   }
 
-  saveChat(lease: Lease, chat: string, state: Partial<ChatState>): Promise<boolean> {
+  saveChat(lease: Lease, chat: ChatLane, state: Partial<ChatState>): Promise<boolean> {
     const fields = stateFields(state);
     if (Object.keys(fields).length === 0) return Promise.resolve(true);
     if (!this.holds(lease)) return Promise.resolve(false);
@@ -304,7 +304,7 @@ export class InMemoryConversationStore extends ConversationStore {
     return Promise.resolve(true);
   }
 
-  finish(lease: Lease, chat: string | undefined, commit?: TurnCommit): Promise<FinishResult> {
+  finish(lease: Lease, chat: ChatLane | undefined, commit?: TurnCommit): Promise<FinishResult> {
     if (!this.holds(lease)) return Promise.resolve('lost');
     const { lane } = lease;
     const chatKey = chat ?? lane;
@@ -339,7 +339,7 @@ export class InMemoryConversationStore extends ConversationStore {
     return Promise.resolve(this.data.list(this.keys.inbox(lane)).length > 0 ? 'more' : 'idle');
   }
 
-  moveChat(lease: Lease, from: string, to: string): Promise<boolean> {
+  moveChat(lease: Lease, from: ChatLane, to: ChatLane): Promise<boolean> {
     if (!this.holds(lease)) return Promise.resolve(false);
     if (this.data.exists(this.keys.history(to)) || this.data.exists(this.keys.chat(to))) return Promise.resolve(false);
     this.data.rename(this.keys.history(from), this.keys.history(to));
@@ -347,7 +347,7 @@ export class InMemoryConversationStore extends ConversationStore {
     return Promise.resolve(true);
   }
 
-  setHandoff(lease: Lease, chat: string, handoff: Handoff, ttlSeconds: number): Promise<boolean> {
+  setHandoff(lease: Lease, chat: ChatLane, handoff: Handoff, ttlSeconds: number): Promise<boolean> {
     if (!this.holds(lease)) return Promise.resolve(false);
     const key = this.keys.handoff(chat);
     const ttl = handoff.state === 'bot' ? 0 : Math.min(Math.ceil(ttlSeconds), HANDOFF_MAX_S);
@@ -363,7 +363,7 @@ export class InMemoryConversationStore extends ConversationStore {
     return Promise.resolve(true);
   }
 
-  readDesk(chat: string): Promise<DeskRecord> {
+  readDesk(chat: ChatLane): Promise<DeskRecord> {
     const fields = this.data.hash(this.keys.desk(chat));
     return Promise.resolve({
       contactId: fields.contactId || undefined,
@@ -372,7 +372,7 @@ export class InMemoryConversationStore extends ConversationStore {
     });
   }
 
-  markDeskPosting(lease: Lease, chat: string, sourceId: string): Promise<boolean> {
+  markDeskPosting(lease: Lease, chat: ChatLane, sourceId: string): Promise<boolean> {
     if (!this.holds(lease)) return Promise.resolve(false);
     const key = this.keys.desk(chat);
     this.data.setFields(key, { posting: sourceId });
@@ -380,7 +380,7 @@ export class InMemoryConversationStore extends ConversationStore {
     return Promise.resolve(true);
   }
 
-  shiftDesk(lease: Lease, chat: string, record: Partial<DeskRecord>, ownMessageId?: string): Promise<boolean> {
+  shiftDesk(lease: Lease, chat: ChatLane, record: Partial<DeskRecord>, ownMessageId?: string): Promise<boolean> {
     if (!this.holds(lease)) return Promise.resolve(false);
     const turnKey = this.keys.turnItems(lease.lane);
     const steps = this.data.list(turnKey);
@@ -410,7 +410,7 @@ export class InMemoryConversationStore extends ConversationStore {
     return Promise.resolve(Number(this.data.string(this.keys.deskBacklog)) || 0);
   }
 
-  readChat(chat: string): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }> {
+  readChat(chat: ChatLane): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }> {
     const handoff = this.data.hash(this.keys.handoff(chat));
     return Promise.resolve({
       state: parseState(this.data.hash(this.keys.chat(chat))),
@@ -422,7 +422,7 @@ export class InMemoryConversationStore extends ConversationStore {
     });
   }
 
-  waitingInboundTs(chat: string): Promise<number> {
+  waitingInboundTs(chat: ChatLane): Promise<number> {
     let newest = 0;
     for (const item of readableItems([
       ...this.data.list(this.keys.turnItems(chat)),
@@ -438,11 +438,11 @@ export class InMemoryConversationStore extends ConversationStore {
     return Promise.resolve(readableItems(this.data.list(this.keys.turnItems(lane))));
   }
 
-  resume(chat: string): Promise<boolean> {
+  resume(chat: ChatLane): Promise<boolean> {
     return Promise.resolve(this.data.del(this.keys.handoff(chat)) > 0);
   }
 
-  erase(chat: string): Promise<boolean> {
+  erase(chat: ChatLane): Promise<boolean> {
     const desk = deskLaneOf(chat);
     const k = this.keys;
     const found = [

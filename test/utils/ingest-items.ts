@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type IngestItem } from '../../src/dedup/ingest-item';
-import { laneParts } from '../../src/queue/queue.constants';
+import { laneParts } from '../../src/queue/lanes';
 
 /**
  * Items as the receiver puts them into a lane's inbox, for tests that drive a store or a turn
