@@ -99,6 +99,9 @@ export class ApiSendTurn {
     reason: 'window_closed' | 'send_permanent',
     code?: string | number,
   ): Promise<RunOutcome> {
+    // Still the holder? An erase (DELETE /v1/conversations) in the meantime took the lease with the
+    // chat's state: the window then looks closed, and the message is gone by the patient's wish.
+    if (!(await this.store.renew(lease))) return LOST;
     await this.deadLetters.record(reason, lease.lane, { api: message.id, code }, [apiItemOf(lease.lane, message)]);
     return this.commit(lease, turn, message, 'failed');
   }

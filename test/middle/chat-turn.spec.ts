@@ -2,7 +2,7 @@ import { BspSendError } from '../../src/bsp/bsp-send.error';
 import { partKey } from '../../src/conversation/reply-sender';
 import { LlmError } from '../../src/llm/llm.client';
 import { chatLane, laneParts } from '../../src/queue/lanes';
-import { messageItem } from '../utils/ingest-items';
+import { laneItem, messageItem } from '../utils/ingest-items';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
 import { counted, type TurnWorld, turnWorld } from './turn-module';
 
@@ -145,5 +145,30 @@ describe('ChatTurnService', () => {
       expect.objectContaining({ reason: 'send_permanent', lane, code: 131026, items: [message] }),
     ]);
     expect(await history()).toEqual([['user', 'Hi']]);
+  });
+
+  describe('an API message whose window closed before its turn', () => {
+    const apiItem = () =>
+      laneItem(lane, 'api', { id: `api-${seq}`, to, mode: 'free_form', text: 'Your results are ready.' });
+
+    it('is dead-lettered (window_closed) and sends nothing', async () => {
+      w.store.enqueue(lane, apiItem());
+      expect(await w.runTurn(lane)).toMatchObject({ kind: 'finished' });
+      expect(w.bsp.accepted).toEqual([]);
+      expect(w.deadLetters).toEqual([expect.objectContaining({ reason: 'window_closed', lane, api: `api-${seq}` })]);
+    });
+
+    it('is not dead-lettered when the chat was erased meanwhile (the lease went with it)', async () => {
+      w.store.enqueue(lane, apiItem());
+      const read = w.store.readChat.bind(w.store);
+      // DELETE /v1/conversations lands while the turn decides.
+      jest.spyOn(w.store, 'readChat').mockImplementationOnce(async (chat) => {
+        await w.store.erase(chat);
+        return read(chat);
+      });
+      expect(await w.runTurn(lane)).toEqual({ kind: 'lost' });
+      expect(w.bsp.accepted).toEqual([]);
+      expect(w.deadLetters).toEqual([]);
+    });
   });
 });
