@@ -48,7 +48,7 @@ export class AgentTurnService {
     this.logger = appLogger.child('agent-turn');
   }
 
-  /** Decides the relayed reply (stored, locked) when the turn has none yet; false when the lease was lost. */
+  /** Decides the relayed reply (stored, locked) when the turn has none yet; undefined when the lease was lost. */
   async prepare(lease: Lease, snapshot: LaneSnapshot): Promise<{ turn: TurnMeta } | undefined> {
     const turn: TurnMeta = snapshot.turn ?? {
       id: randomUUID(),

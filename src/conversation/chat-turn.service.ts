@@ -45,7 +45,8 @@ type CommitOutcome = 'replied' | 'skipped' | 'dead_lettered' | 'escalated' | 're
  * One chat turn: the lane's waiting messages become one turn, answered by the LLM
  * (or a canned text), or handed to a human; stored, sent part by part, and committed to the chat's
  * history — each step under the lane's fencing token. Every wait parks the turn with a "not
- * before" time. A turn of Chatwoot events (agents' replies) runs through AgentTurnService.
+ * before" time. Other turns go by their first item: Chatwoot events to AgentTurnService, a /v1
+ * message to ApiSendTurn, a re-engagement to the closed-window path.
  */
 @Injectable()
 export class ChatTurnService {
@@ -205,7 +206,8 @@ export class ChatTurnService {
       turn.reply = turn.reply ? replaceUnsentWithTemplate(turn.reply, template) : templateReply('canned', template);
     } else {
       turn.reply = sentPartsOnly(turn.reply);
-      // The template already went out for this closed window: the patient has their way back.
+      // Configured, yet no template: it went out already for this closed window (the patient has
+      // their way back), so no hand-over either.
       const reengaged = this.reengagement.configured;
       if (reengaged || ctx.handoff.state === 'human' || turn.escalation?.pause) {
         return this.commit(ctx, turn.reply, turn.escalation ? 'escalated' : 'skipped', { windowClosed: true });
@@ -391,9 +393,9 @@ export class ChatTurnService {
   }
 
   /**
-   * User_changed_number moves the chat's history and state to the new number, inside
-   * the turn that learnt it (fenced), so this turn's own entries are committed to the new chat.
-   * Returns the chat to commit to.
+   * A user_changed_number system message moves the chat's history and state to the new number,
+   * inside the turn that learnt it (fenced), so this turn's own entries are committed to the new
+   * chat. Returns the chat to commit to.
    */
   private async moveChat(ctx: TurnContext, newWaId: string): Promise<string> {
     const to = chatLane(laneParts(ctx.lease.lane).phoneNumberId, newWaId);

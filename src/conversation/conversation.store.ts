@@ -30,7 +30,6 @@ export interface TurnTiming {
   outcome: string;
 }
 
-/** How many turn timings a chat keeps. */
 export const TURN_TIMINGS_KEPT = 10;
 
 /** What the desk lane knows of a chat's Chatwoot side. */
@@ -42,11 +41,12 @@ export interface DeskRecord {
 }
 
 /**
- * Port: per-chat state and the per-lane turn protocol in Redis. Every method taking a
- * Lease is fenced: it changes nothing and reports so when the lease was lost.
+ * Port: per-chat state and the per-lane turn protocol (RedisConversationStore; the in-memory one
+ * in test/utils runs the same contract suite). Every method taking a Lease is fenced: it changes
+ * nothing and reports so when the lease was lost.
  */
 export abstract class ConversationStore {
-  /** Takes the lane's lease; undefined when another worker holds it. */
+  /** Takes the lane's lease whatever its not-before time (a freed LLM slot); undefined when held. */
   abstract acquire(lane: string): Promise<Lease | undefined>;
   /**
    * Takes the lease of a lane that is due: a number (its not-before time) when it is parked until
@@ -111,7 +111,8 @@ export abstract class ConversationStore {
   /**
    * The newest timestamp (s) of the patient's messages still waiting on the chat's lane (inbox and
    * turn in flight), 0 when none: they opened the window already, before any turn committed them.
-   * A stamp counts no later than the message's arrival in business time (inbound-content.ts).
+   * A stamp counts no later than a minute past the message's arrival in business time
+   * (trustedInboundTs, service-window.ts).
    */
   abstract waitingInboundTs(chat: ChatLane): Promise<number>;
   /**

@@ -16,8 +16,8 @@ export type DeadLetterReason =
 
 /**
  * One dead letter, the data of its job in the `dead-letters` queue: why and when, the chat, what
- * the call site knew (codes, turn id), and the items of the turn, as they stood in the lane's
- * inbox, so that a retry can run the turn again.
+ * the call site knew (codes, turn id), and the items of the turn (from ConversationStore.turnItems
+ * when the turn threw), so that a retry can run the turn again.
  */
 export interface DeadLetterData extends Record<string, unknown> {
   reason: DeadLetterReason;

@@ -17,7 +17,7 @@ export type Inbound =
   | { kind: 'revoke'; id: string; target: string; timestamp: number }
   /** The patient's number changed: the chat's state moves to the new number. */
   | { kind: 'number_change'; id: string; newWaId: string; timestamp: number }
-  /** Reactions, identity changes, call events: recorded, no turn. */
+  /** Reactions, identity changes, call events: nothing to answer. */
   | { kind: 'none'; id: string; reason: string; timestamp: number };
 
 type Json = Record<string, unknown>;
@@ -39,7 +39,7 @@ export function messageTimestamp(raw: unknown): number | undefined {
 
 /**
  * @param arrivedAt when the message reached the receiver, in business time (ms): its timestamp
- *   when it carries none, and the latest one it may claim (service-window.ts, trustedInboundTs)
+ *   when it carries none, and what bounds the one it claims (service-window.ts, trustedInboundTs)
  */
 export function interpretMessage(raw: unknown, arrivedAt: number = Date.now()): Inbound {
   const m = obj(raw);

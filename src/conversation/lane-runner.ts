@@ -20,7 +20,7 @@ import { exponentialMs } from '../time/backoff';
 
 /**
  * Handles one wake-up of a lane: respects its "not before" time, takes its lease (one turn at a
- * time per chat across every worker), keeps the lease alive while the turn works, and re-arms the
+ * time per lane across every worker), keeps the lease alive while the turn works, and re-arms the
  * lane when more work waits or the turn parked itself. Wake-ups are cheap and may be redundant:
  * a wake-up that finds the lease taken or nothing to do simply ends.
  */

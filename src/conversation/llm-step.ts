@@ -33,10 +33,11 @@ export const SLOT_WAKE_TAG = 'q';
 const CONFIG_RETRY_MS = 30_000;
 
 /**
- * The LLM part of a turn and its failure policy: a slot under the global cap, the
- * request of §4.6, and on failure the holding message (once per chat until a real reply), backoff
- * with jitter, one trimmed retry for context-too-long, config errors alerted but not counted, and
- * after LLM_MAX_ATTEMPTS the apology plus a dead letter.
+ * The LLM part of a turn and its failure policy (docs/architecture.md §6): a slot under the global
+ * cap, the request (buildLlmRequest), and on failure the holding message (once per chat until a
+ * real reply), backoff with jitter, one trimmed retry for context-too-long, config errors alerted
+ * but not counted, and after LLM_MAX_ATTEMPTS (or an hour) a hand-over with Chatwoot, else the
+ * apology plus a dead letter.
  */
 @Injectable()
 export class LlmStep {

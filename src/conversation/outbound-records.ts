@@ -67,11 +67,11 @@ export interface OutboundRecord {
 }
 
 /**
- * Port: what we sent and what became of it, per wamid (docs/window.md): the part ack that stops a
- * resend, the record late statuses find, and both sides of the cost ledger — the estimate when
- * Meta accepts a message (also added to the chat's own running estimate), the billed price when a
- * status brings `pricing` (once per message, although Meta repeats it on `sent` and again on
- * `delivered` or `read`).
+ * Port: what we sent and what became of it, per wamid (docs/architecture.md §7; Redis adapter:
+ * redis-outbound-records.ts): the part ack that stops a resend, the record late statuses find,
+ * and both sides of the cost ledger — the estimate when Meta accepts a message (also added to the
+ * chat's own running estimate), the billed price when a status brings `pricing` (once per
+ * message, although Meta repeats it on `sent` and again on `delivered` or `read`).
  *
  * The public methods are the whole contract consumers use; pricing and the ledger are decided here,
  * once for every adapter. An adapter implements the storage steps below, each one atomic. Records
@@ -169,8 +169,8 @@ export abstract class OutboundRecords {
    * our part key (the send's answer may not have been recorded yet: the connection broke after Meta
    * accepted it); then the record is created with what the status knows. The status, its time and
    * error code are written only when `rank` is above the record's (never backwards); the part key
-   * is kept either way and the record lives RECORD_TTL_S from now. Returns the record's lane, mode,
-   * category and sent-at ('' and undefined for what a status-created record does not know).
+   * is kept either way and the record lives RECORD_TTL_S from now. Returns the record ('' and
+   * undefined for what a status-created record does not know).
    */
   protected abstract writeStatus(lease: Lease, status: RecordedStatus): Promise<OutboundRecord | undefined | 'lost'>;
 }

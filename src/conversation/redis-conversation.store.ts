@@ -66,7 +66,7 @@ const DESK_OWN_TTL_S = 30 * DAY_S;
 
 /**
  * ConversationStore on Redis. Workers give it the worker connection (no command timeout: BullMQ's
- * kind); the HTTP API gives it the ingest connection, whose timeout answers a client in bounded
+ * kind); /v1 and /sandbox give it the ingest connection, whose timeout answers a client in bounded
  * time (see the modules' factories).
  */
 export class RedisConversationStore extends ConversationStore {
@@ -83,7 +83,6 @@ export class RedisConversationStore extends ConversationStore {
     this.defineScripts();
   }
 
-  /** A provider of the store over one of the process's connections. */
   static provider(kind: 'worker' | 'ingest'): Provider {
     return {
       provide: ConversationStore,

@@ -72,7 +72,6 @@ export function replaceUnsentWithTemplate(reply: StoredReply, template: ReplyTem
   };
 }
 
-/** A reply that is just this template. */
 export function templateReply(kind: StoredReply['kind'], template: ReplyTemplate): StoredReply {
   const text = templateText(template);
   return { kind, text, parts: [text], sent: [null], sending: [null], templates: { '0': template } };

@@ -26,8 +26,9 @@ export const isPartKey = (value: unknown): value is string =>
  * - the reply is stored (locked into the turn) before the first send;
  * - before each send the part is marked `sending` under the fencing token, so a worker that lost
  *   its lease sends nothing, and a crash leaves a visible "outcome unknown";
- * - an unknown outcome is settled by a status carrying the part key; only when none arrives within
- *   SEND_UNKNOWN_WAIT_MS is the part resent, and that possible duplicate is counted.
+ * - an unknown outcome is settled by the part's ack (its send answer, or a status carrying the part
+ *   key); only when none arrives within SEND_UNKNOWN_WAIT_MS is the part resent, and that possible
+ *   duplicate is counted.
  */
 @Injectable()
 export class ReplySender {

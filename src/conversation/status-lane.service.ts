@@ -33,8 +33,8 @@ const scalar = (v: unknown): string | undefined =>
 /**
  * The fields of a status this lane uses, each of the type it must have, from what Meta (or
  * anyone holding the webhook secret) sent: the payload is passed on as received, and one field of
- * the wrong type must cost that field, never the lane (an array as the timestamp once reached the
- * Lua script as extra arguments, and every later status of the recipient waited for ever).
+ * the wrong type must cost that field, never the lane (an array as the timestamp would reach the
+ * Lua script as extra arguments, and every later status of the recipient would wait for ever).
  */
 function statusOf(raw: unknown): Omit<StatusUpdate, 'errorCode' | 'partKey'> & {
   code?: string;

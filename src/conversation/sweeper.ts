@@ -41,8 +41,9 @@ return 0
  * - the in-flight set: turns whose lease ran out (their worker died, froze, or let go mid-turn) —
  *   re-armed at once, so a SIGKILLed worker's chat restarts within a lease and a sweep;
  * - the parked set: lanes well past their not-before time — their delayed wake-up was lost;
- * - every few sweeps, the pending set, paged through: lanes waiting longer than two leases that
- *   are neither held, parked nor in flight — the wake-up of their ingest was lost.
+ * - every 5th sweep, the pending set, paged through: lanes waiting longer than two leases that
+ *   are neither held, parked nor in flight — the wake-up of their ingest was lost;
+ * - once a minute, unhandled items and dead letters past their retention (trimByAge).
  * Lanes parked for a long outage (LLM down, 131056) cost nothing here until they are due.
  * Redundant wake-ups are harmless.
  */
@@ -90,7 +91,7 @@ export class Sweeper {
 
   /**
    * Drops unhandled items past their retention from the oldest end of their newest-first list (an
-   * entry without a time, written before times were kept, counts as old), and dead letters that
+   * entry without a time counts as old), and dead letters that
    * finished (parked, or re-run) longer than their retention ago: BullMQ's own age limit acts only
    * when another dead letter arrives.
    */

@@ -148,7 +148,7 @@ export interface ChatState {
   /** Seconds since epoch of the newest inbound message: the 24-hour window runs from it. */
   lastInboundTs?: number;
   language?: 'ar' | 'en';
-  /** A holding message went out and no real reply since (At most once). */
+  /** A holding message went out and no real reply since: no second one until there is. */
   holding?: boolean;
   /** A reply met a closed window (found before sending, or WhatsApp said 131047). */
   windowClosed?: boolean;

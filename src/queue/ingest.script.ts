@@ -2,7 +2,7 @@
  * Dedup and enqueue as one atomic step. Every key is passed in KEYS[], all under
  * one hash tag, so the script runs on Redis Cluster too.
  *
- * KEYS[1]  pending chats (sorted set, score = arrival ms of the lane's oldest waiting item)
+ * KEYS[1]  pending lanes (sorted set, score = arrival ms of the lane's oldest waiting item)
  * KEYS[2]  unhandled items (capped list)
  * KEYS[3..] pairs per item: dedup key, lane inbox
  * ARGV[1]  now (ms)            ARGV[2] dedup TTL (s)
@@ -51,7 +51,7 @@ return result
  * An idempotent request (POST /v1/messages): its first answer is remembered and its item enqueued
  * in one atomic step, so concurrent duplicates send once and all get the same answer.
  *
- * KEYS[1] idempotency key   KEYS[2] lane inbox   KEYS[3] pending chats
+ * KEYS[1] idempotency key   KEYS[2] lane inbox   KEYS[3] pending lanes
  * ARGV[1] answer (JSON)     ARGV[2] TTL (s)      ARGV[3] item JSON, or '' when nothing is enqueued
  * ARGV[4] lane              ARGV[5] now (ms)
  *

@@ -14,7 +14,6 @@
  * a dot; a sender (a business-scoped id) may.
  */
 
-/** Any lane id. */
 export type Lane = string;
 /** A chat lane id, which names the chat itself. */
 export type ChatLane = Lane;

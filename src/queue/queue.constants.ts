@@ -4,7 +4,7 @@ import { type JobsOptions } from 'bullmq';
 export const TURNS_QUEUE = 'turns';
 
 export enum TurnJob {
-  /** A lane (chat or status stream) has items waiting. Job id = `<lane>.<tag>`. */
+  /** A lane (chat, status or desk) has items waiting. Job id = `<lane>.<tag>`. */
   Wake = 'wake',
   /** The scheduled sweeper: re-arms lanes whose wake-up was lost. */
   Sweep = 'sweep',

@@ -46,7 +46,6 @@ describe('ChatTurnService', () => {
     expect((await w.store.readChat(lane)).state).toMatchObject({ language: 'en', name: 'Amal', holding: false });
     expect(await w.records.ackOf(partKey(turnId, 0))).toBe(w.bsp.accepted[0].wamid);
     expect(await counted(w.metrics.turns, { outcome: 'replied' })).toBe(1);
-    // The lane is idle: nothing left for a next turn.
     expect(await w.store.join(await w.lease(lane))).toEqual({ turn: undefined, items: [] });
   });
 

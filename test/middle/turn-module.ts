@@ -197,7 +197,8 @@ export interface TurnWorld {
  * DeadLetters, the planners and triggers, Pricing, the canned texts and prompt from config/), with
  * only what talks to Redis or the network replaced: the in-memory ConversationStore and
  * OutboundRecords, a recording cost ledger, the LLM and BSP ports scripted in process, free LLM
- * slots, recorded wake-ups and dead-letter jobs. The providers mirror ConversationModule's.
+ * slots, recorded wake-ups and dead-letter jobs. The providers are those of ConversationModule
+ * that a chat turn needs.
  */
 export async function turnWorld(env: Record<string, string> = {}): Promise<TurnWorld> {
   const config = new AppConfig(

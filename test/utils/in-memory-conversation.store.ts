@@ -23,7 +23,7 @@ import { RedisKeys } from '../../src/redis/redis-keys';
 import { Clock } from '../../src/time/clock';
 
 const DAY_MS = 86_400_000;
-/** What RedisConversationStore keeps, in the same units: the contract suite holds both to them. */
+/** The lifetimes RedisConversationStore gives its keys: the contract suite holds both to them. */
 const LANE_TTL_MS = 30 * DAY_MS;
 const HANDOFF_MAX_S = 7 * 86400;
 const DESK_RECORD_TTL_MS = 30 * DAY_MS;
