@@ -47,7 +47,7 @@ function handleShutdown(app: NestFastifyApplication, config: AppConfig, manageme
     } catch (err) {
       // A Redis that went away is no reason for a failed exit: what it cut short is logged already.
       const failed = !isConnectionError(err);
-      logger[failed ? 'error' : 'warn']({ err: (err as Error).message }, 'shutdown: closing failed');
+      logger[failed ? 'error' : 'warn']({ err }, 'shutdown: closing failed');
       process.exit(failed ? 1 : 0);
     }
     logger.info({ closeMs: Date.now() - started }, 'stopped');

@@ -261,7 +261,7 @@ export class McpTools implements OnApplicationShutdown {
     } catch (err) {
       if (err instanceof LlmSetupError) throw err;
       this.logger.warn(
-        { server: this.where, err: (err as Error).message, retryMs: RELIST_FIRST_MS },
+        { server: this.where, err, retryMs: RELIST_FIRST_MS },
         'MCP server not reachable at start-up: its tools are offered once listed',
       );
       this.scheduleRelist(0);
@@ -347,7 +347,7 @@ export class McpTools implements OnApplicationShutdown {
       },
     );
     // Transport errors also reach the caller of the request they broke; these are for debugging.
-    client.onerror = (err) => this.logger.debug({ err: err.message }, 'MCP transport error');
+    client.onerror = (err) => this.logger.debug({ err }, 'MCP transport error');
     const token = this.config.env.MCP_SERVER_TOKEN;
     const transport = new StreamableHTTPClientTransport(this.url, {
       fetch: mcpFetch,
@@ -420,7 +420,7 @@ export class McpTools implements OnApplicationShutdown {
       if (this.client) return;
       this.connect().catch((err: Error) => {
         if (this.closed) return;
-        this.logger.warn({ server: this.where, err: err.message, retryMs: delay * 2 }, 'MCP server still not listed');
+        this.logger.warn({ server: this.where, err, retryMs: delay * 2 }, 'MCP server still not listed');
         this.scheduleRelist(attempt + 1);
       });
     }, delay);
@@ -433,7 +433,7 @@ export class McpTools implements OnApplicationShutdown {
     try {
       this.install(await this.list(client), false);
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'MCP tools could not be listed again: the previous list stays');
+      this.logger.warn({ err }, 'MCP tools could not be listed again: the previous list stays');
     }
   }
 

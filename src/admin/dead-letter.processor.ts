@@ -70,7 +70,7 @@ export class DeadLetterProcessor implements OnApplicationBootstrap, OnModuleDest
     });
     this.worker.on('error', (err) => {
       if (isConnectionError(err)) this.connections.outage.seen('bullmq-worker', err);
-      else this.logger.warn({ err: err.message }, 'dead-letter worker error');
+      else this.logger.warn({ err }, 'dead-letter worker error');
     });
   }
 
@@ -109,7 +109,7 @@ export class DeadLetterProcessor implements OnApplicationBootstrap, OnModuleDest
     // Best effort, as after ingest: the items are in the inbox and the lane is pending.
     await this.wakeUps
       .wake([{ lane, tag: String(value) }])
-      .catch((err: Error) => this.logger.warn({ err: err.message }, 'wake-up not issued; sweeper will re-arm'));
+      .catch((err: Error) => this.logger.warn({ err }, 'wake-up not issued; sweeper will re-arm'));
     this.logger.info({ chat, reason: job.data.reason, items: items.length }, 'dead letter re-queued on its lane');
     return { requeued: items.length, lane };
   }
@@ -135,9 +135,7 @@ export class DeadLetterProcessor implements OnApplicationBootstrap, OnModuleDest
     if (!worker) return;
     // Closing while its connections are still opening makes BullMQ throw where nobody catches.
     await settlesWithin(worker.waitUntilReady(), CLOSE_READY_WAIT_MS);
-    await worker
-      .close(true)
-      .catch((err: Error) => this.logger.warn({ err: err.message }, 'dead-letter worker close failed'));
+    await worker.close(true).catch((err: Error) => this.logger.warn({ err }, 'dead-letter worker close failed'));
   }
 }
 

@@ -87,7 +87,7 @@ export class ApiMessagesService {
       });
     } catch (err) {
       if (!(err instanceof IngestUnavailableError)) throw err;
-      this.logger.error({ err: err.message }, 'redis did not take the API message; 503');
+      this.logger.error({ err }, 'redis did not take the API message; 503');
       throw new ApiError(503, {
         error: 'unavailable',
         message: 'storage unavailable; retry with the same idempotency key',
@@ -159,7 +159,7 @@ export class ApiMessagesService {
       const [{ state }, waiting] = await Promise.all([this.store.readChat(lane), this.store.waitingInboundTs(lane)]);
       return { lastInboundTs: state.lastInboundTs ?? 0, waiting };
     } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'redis did not answer; 503');
+      this.logger.error({ err }, 'redis did not answer; 503');
       throw new ApiError(503, { error: 'unavailable', message: 'storage unavailable; retry' });
     }
   }

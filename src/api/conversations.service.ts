@@ -93,7 +93,7 @@ export class ConversationsService {
     try {
       return await work;
     } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'redis did not answer; 503');
+      this.logger.error({ err }, 'redis did not answer; 503');
       throw new ApiError(503, { error: 'unavailable', message: 'storage unavailable; retry' });
     }
   }

@@ -80,7 +80,7 @@ export class SandboxBspClient extends BspClient {
       await waitReady(this.redis, READY_WAIT_MS);
       await this.push({ id: null, operation: 'read', at: Date.now(), payload: markReadBody(input) });
     } catch (err) {
-      this.logger.debug({ provider: this.provider, err: (err as Error).message }, 'mark-read failed');
+      this.logger.debug({ provider: this.provider, err }, 'mark-read failed');
     }
   }
 

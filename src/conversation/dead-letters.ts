@@ -58,7 +58,7 @@ export class DeadLetters {
       // lives in the job's hash.
       await this.queue.add(reason, data, { ...DEAD_LETTER_JOB_OPTIONS, jobId: randomUUID() });
     } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'could not store dead letter');
+      this.logger.error({ err }, 'could not store dead letter');
     }
   }
 }

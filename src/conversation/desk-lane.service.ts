@@ -156,7 +156,7 @@ export class DeskLaneService implements OnModuleInit {
   private retryAt(err: DeskError, item: IngestItem): number | undefined {
     const age = Date.now() - item.receivedAt;
     const op = (item.raw as DeskStep).op;
-    this.logger.warn({ chat: this.hasher.hash(item.lane), op, kind: err.kind, err: err.message }, 'desk step failed');
+    this.logger.warn({ chat: this.hasher.hash(item.lane), op, kind: err.kind, err }, 'desk step failed');
     if (err.kind === 'rejected' || err.kind === 'not_found' || age > GIVE_UP_MS) return undefined;
     const base = err.kind === 'config' ? CONFIG_RETRY_MS : Math.min(Math.max(age / 2, RETRY_MIN_MS), RETRY_MAX_MS);
     return Date.now() + withJitter(base);

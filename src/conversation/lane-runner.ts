@@ -83,7 +83,7 @@ export class LaneRunner {
     if (failures < MAX_TURN_FAILURES) {
       this.metrics.turnFailures.inc({ outcome: 'retried' });
       // The stack, not the error object: a library's error may carry the request it failed on.
-      this.logger.error({ chat, failures, err: err.message, stack: err.stack }, 'turn failed unexpectedly; retrying');
+      this.logger.error({ chat, failures, err }, 'turn failed unexpectedly; retrying');
       // Parked, not only released: the sweeper would otherwise re-arm a turn in flight at once.
       const at = Date.now() + exponentialMs(FAILURE_BACKOFF_MS, failures);
       return (await this.store.defer(lease, at)) ? { kind: 'deferred', at } : { kind: 'lost' };
@@ -141,7 +141,7 @@ export class LaneRunner {
     try {
       if (!(await this.sender.sendNotice(lease, apology))) throw new Error('past the lease deadline or the window');
     } catch (err) {
-      this.logger.warn({ chat: this.hasher.hash(lease.lane), err: (err as Error).message }, 'apology not sent');
+      this.logger.warn({ chat: this.hasher.hash(lease.lane), err }, 'apology not sent');
     }
   }
 
@@ -196,7 +196,7 @@ export class LaneRunner {
         (ok) => {
           if (!ok) this.logger.warn({ chat: this.hasher.hash(lease.lane) }, 'lease could not be renewed');
         },
-        (err: Error) => this.logger.warn({ err: err.message }, 'lease renewal failed'),
+        (err: Error) => this.logger.warn({ err }, 'lease renewal failed'),
       );
     }, every);
     try {

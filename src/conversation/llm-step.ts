@@ -127,7 +127,7 @@ export class LlmStep {
     if (next.length === 0) return;
     await this.wakeUps
       .wake(next.map((waiter) => ({ lane: waiter.chat, tag: `${SLOT_WAKE_TAG}${waiter.since}` })))
-      .catch((err: Error) => this.logger.warn({ err: err.message }, 'could not wake chats waiting for a slot'));
+      .catch((err: Error) => this.logger.warn({ err }, 'could not wake chats waiting for a slot'));
   }
 
   private request(ctx: TurnContext): LlmRequest {
@@ -201,10 +201,7 @@ export class LlmStep {
         this.metrics.holdingMessages.inc();
       }
     } catch (err) {
-      this.logger.warn(
-        { chat: this.hasher.hash(ctx.lease.lane), err: (err as Error).message },
-        'holding message not sent',
-      );
+      this.logger.warn({ chat: this.hasher.hash(ctx.lease.lane), err }, 'holding message not sent');
     }
     return true;
   }

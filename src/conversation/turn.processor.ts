@@ -56,7 +56,7 @@ export class TurnProcessor implements OnApplicationBootstrap, BeforeApplicationS
     });
     this.worker.on('error', (err) => this.onWorkerError(err));
     this.worker.on('failed', (job, err) =>
-      this.logger.error({ job: job?.name, err: err.message }, 'job failed; the sweeper will re-arm its lane'),
+      this.logger.error({ job: job?.name, err }, 'job failed; the sweeper will re-arm its lane'),
     );
     this.health.registerLiveness('job-loop', () => this.worker?.isRunning() === true);
     this.health.registerReadiness('job-loop', () => this.worker?.isRunning() === true);
@@ -67,7 +67,7 @@ export class TurnProcessor implements OnApplicationBootstrap, BeforeApplicationS
         { every: SWEEP_EVERY_MS },
         { name: TurnJob.Sweep, opts: { removeOnComplete: true, removeOnFail: true } },
       )
-      .catch((err: Error) => this.logger.warn({ err: err.message }, 'could not schedule the sweeper yet'));
+      .catch((err: Error) => this.logger.warn({ err }, 'could not schedule the sweeper yet'));
   }
 
   /**
@@ -96,7 +96,7 @@ export class TurnProcessor implements OnApplicationBootstrap, BeforeApplicationS
    */
   private onWorkerError(err: Error): void {
     if (isConnectionError(err)) this.connections.outage.seen('bullmq-worker', err);
-    else this.logger.warn({ err: err.message }, 'worker error');
+    else this.logger.warn({ err }, 'worker error');
   }
 
   async process(job: Job<WakeJobData>): Promise<void> {
@@ -132,7 +132,7 @@ export class TurnProcessor implements OnApplicationBootstrap, BeforeApplicationS
     const redisAway = this.connections.worker.status !== 'ready';
     const closing = worker
       .close(!isReady || (this.running.size === 0 && redisAway))
-      .catch((err: Error) => this.logger.warn({ err: err.message }, 'worker close failed'));
+      .catch((err: Error) => this.logger.warn({ err }, 'worker close failed'));
     const finished = Promise.race([closing, this.whenIdle().then(() => settlesWithin(closing, CLOSE_RECORD_WAIT_MS))]);
     if (await settlesWithin(finished, JOB_FINISH_LIMIT_MS - (Date.now() - started))) return;
     this.logger.warn(

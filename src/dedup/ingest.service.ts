@@ -91,10 +91,7 @@ export class IngestService {
       await within(Math.max(remainingMs, 50), this.wakeUps.wake(targets));
     } catch (err) {
       // The items are durable in their inboxes and in the pending set: the sweeper re-arms them.
-      this.logger.warn(
-        { err: (err as Error).message, lanes: targets.length },
-        'wake-up not issued; sweeper will re-arm',
-      );
+      this.logger.warn({ err, lanes: targets.length }, 'wake-up not issued; sweeper will re-arm');
     }
   }
 }

@@ -78,7 +78,7 @@ export class ChatwootWebhookController {
       return this.answer(reply, 200, enqueued > 0 ? 'accepted' : 'duplicate', { ok: true });
     } catch (err) {
       if (!(err instanceof IngestUnavailableError)) throw err;
-      this.logger.error({ err: err.message }, 'redis did not take the chatwoot webhook; 503');
+      this.logger.error({ err }, 'redis did not take the chatwoot webhook; 503');
       void reply.header('Retry-After', '5');
       return this.answer(reply, 503, 'unavailable', { error: 'temporarily unavailable' });
     }

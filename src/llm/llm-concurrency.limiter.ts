@@ -198,7 +198,7 @@ export class LlmConcurrencyLimiter {
       for (let i = 0; i + 1 < flat.length; i += 2) waiters.push({ chat: flat[i], since: flat[i + 1] });
       return waiters;
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'could not release an llm slot; it will expire');
+      this.logger.warn({ err }, 'could not release an llm slot; it will expire');
       return [];
     }
   }

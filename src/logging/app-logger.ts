@@ -10,12 +10,28 @@ export class AppLogger {
   readonly pino: Logger;
 
   constructor(level: string) {
-    this.pino = pino({ level, base: { app: 'tawasul' }, timestamp: pino.stdTimeFunctions.isoTime });
+    this.pino = pino({
+      level,
+      base: { app: 'tawasul' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      serializers: { err: errorFields },
+    });
   }
 
   child(component: string): Logger {
     return this.pino.child({ component });
   }
+}
+
+/**
+ * `err` in a log event: the type, message, code and stack, and nothing else. An error object can
+ * carry what it failed on (an HTTP client's error holds the request and its body: patient text),
+ * which pino's own serializer would print.
+ */
+export function errorFields(value: unknown): unknown {
+  if (!(value instanceof Error)) return value;
+  const code = (value as NodeJS.ErrnoException).code;
+  return { type: value.name, message: value.message, ...(code !== undefined && { code }), stack: value.stack };
 }
 
 /** Routes Nest's own logging (bootstrap, module errors) into pino. */

@@ -23,7 +23,7 @@ export class QueueErrors {
     for (const queue of [turns, deadLetters]) {
       queue.on('error', (err: Error) => {
         if (isConnectionError(err)) connections.outage.seen('bullmq-queue', err);
-        else logger.warn({ err: err.message, queue: queue.name }, 'queue error');
+        else logger.warn({ err, queue: queue.name }, 'queue error');
       });
     }
   }

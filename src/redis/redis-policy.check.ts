@@ -44,7 +44,7 @@ export class RedisPolicyCheck implements OnApplicationBootstrap {
     this.logger.warn('redis not reachable at start-up; eviction policy will be checked when it is');
     client.once('ready', () => {
       this.check(client).catch((err: Error) => {
-        this.logger.fatal({ err: err.message }, 'refusing to run on this redis');
+        this.logger.fatal({ err }, 'refusing to run on this redis');
         process.exit(1);
       });
     });

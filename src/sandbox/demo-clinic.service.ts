@@ -286,7 +286,7 @@ export class DemoClinic {
       if (client.status !== 'ready') await waitReady(client, this.config.env.INGEST_TIMEOUT_MS);
       return await work(client);
     } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'redis did not answer; 503');
+      this.logger.error({ err }, 'redis did not answer; 503');
       throw new ApiError(503, { error: 'unavailable', message: 'storage unavailable; retry' });
     }
   }

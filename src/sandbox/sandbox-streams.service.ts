@@ -115,7 +115,7 @@ export class SandboxStreams implements BeforeApplicationShutdown {
     try {
       return await Promise.race([this.subscribing.then(() => true), timeout]);
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'sandbox event subscription failed');
+      this.logger.warn({ err }, 'sandbox event subscription failed');
       return false;
     } finally {
       clearTimeout(timer);
@@ -124,7 +124,7 @@ export class SandboxStreams implements BeforeApplicationShutdown {
 
   private async subscribe(): Promise<void> {
     const subscriber = this.newSubscriber();
-    subscriber.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'sandbox subscriber error'));
+    subscriber.on('error', (err: Error) => this.logger.debug({ err }, 'sandbox subscriber error'));
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === this.channel) this.dispatch(message);
     });

@@ -116,7 +116,7 @@ export class SandboxController {
     try {
       return await work;
     } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'redis did not answer; 503');
+      this.logger.error({ err }, 'redis did not answer; 503');
       throw new HttpException({ error: 'unavailable', message: 'storage unavailable; retry' }, 503);
     }
   }

@@ -64,7 +64,7 @@ export class WebhookService {
       return { status: 200, outcome: summary.enqueued > 0 ? 'accepted' : 'duplicate' };
     } catch (err) {
       if (!(err instanceof IngestUnavailableError)) throw err;
-      this.logger.error({ err: err.message, items: parsed.items.length }, 'redis did not take the webhook; 503');
+      this.logger.error({ err, items: parsed.items.length }, 'redis did not take the webhook; 503');
       return { status: 503, outcome: 'unavailable' };
     }
   }
