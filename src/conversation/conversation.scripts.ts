@@ -264,8 +264,8 @@ local found = redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], 
 local steps = redis.call('LLEN', KEYS[11]) + redis.call('LLEN', KEYS[12])
 if steps > 0 and tonumber(redis.call('DECRBY', KEYS[14], steps)) < 0 then redis.call('SET', KEYS[14], 0) end
 redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[11], KEYS[12], KEYS[17], KEYS[18])
-redis.call('HDEL', KEYS[2], 'turn', 'locked', 'nb')
-redis.call('HDEL', KEYS[10], 'turn', 'locked', 'nb')
+redis.call('HDEL', KEYS[2], 'turn', 'locked', 'nb', 'failures')
+redis.call('HDEL', KEYS[10], 'turn', 'locked', 'nb', 'failures')
 redis.call('ZREM', KEYS[13], ARGV[1], ARGV[2])
 redis.call('ZREM', KEYS[15], ARGV[1], ARGV[2])
 redis.call('ZREM', KEYS[16], ARGV[1], ARGV[2])

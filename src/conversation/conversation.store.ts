@@ -45,6 +45,9 @@ export interface DeskRecord {
  * in test/utils runs the same contract suite). Every method taking a Lease is fenced: it changes
  * nothing and reports so when the lease was lost.
  */
+/** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (docs/handover.md). */
+export const HANDOFF_MAX_SECONDS = 7 * 86400;
+
 export abstract class ConversationStore {
   /** Takes the lane's lease whatever its not-before time (a freed LLM slot); undefined when held. */
   abstract acquire(lane: string): Promise<Lease | undefined>;
@@ -85,7 +88,7 @@ export abstract class ConversationStore {
   /** Moves a chat's history and state to another chat id (number change); false when not moved. */
   abstract moveChat(lease: Lease, from: ChatLane, to: ChatLane): Promise<boolean>;
   /**
-   * Hands the chat to a human for `ttlSeconds` (at most 7 days: docs/operations.md, Retention), or
+   * Hands the chat to a human for `ttlSeconds` (at most HANDOFF_MAX_SECONDS: docs/operations.md, Retention), or
    * back to the bot with state 'bot'. Fenced like every turn write.
    */
   abstract setHandoff(lease: Lease, chat: ChatLane, handoff: Handoff, ttlSeconds: number): Promise<boolean>;

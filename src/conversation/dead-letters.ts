@@ -11,8 +11,7 @@ import { DEAD_LETTER_JOB_OPTIONS, DEAD_LETTERS_QUEUE } from '../queue/queue.cons
 import { laneParts } from '../queue/lanes';
 import { type ApiMessage } from './api-message';
 
-export type DeadLetterReason =
-  'llm_exhausted' | 'send_permanent' | 'send_expired' | 'window_closed' | 'config' | 'desk_step' | 'turn_failed';
+export type DeadLetterReason = 'llm_exhausted' | 'send_permanent' | 'window_closed' | 'desk_step' | 'turn_failed';
 
 /**
  * One dead letter, the data of its job in the `dead-letters` queue: why and when, the chat, what

@@ -3,12 +3,10 @@ import { AppConfig } from '../config/app-config';
 import { type IngestItem } from '../dedup/ingest-item';
 import { EscalationNotifier } from '../escalation/escalation-notifier';
 import { laneParts } from '../queue/lanes';
+import { HANDOFF_MAX_SECONDS } from './conversation.store';
 import { type DeskStep } from './desk-steps';
 import { interpretMessage, type Inbound } from './inbound-content';
 import { type HistoryEntry, type TurnEscalation } from './turn.types';
-
-/** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (docs/handover.md). */
-export const HANDOFF_MAX_SECONDS = 7 * 86400;
 
 const REASONS: Record<TurnEscalation['trigger'], string> = {
   keyword: "the patient's message contains escalation keywords",

@@ -8,7 +8,13 @@ import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-client';
 import { Clock } from '../time/clock';
 import { interpretMessage } from './inbound-content';
-import { ConversationStore, type DeskRecord, type TurnCommit, TURN_TIMINGS_KEPT } from './conversation.store';
+import {
+  ConversationStore,
+  type DeskRecord,
+  HANDOFF_MAX_SECONDS,
+  type TurnCommit,
+  TURN_TIMINGS_KEPT,
+} from './conversation.store';
 import {
   ACQUIRE,
   ADMIT,
@@ -58,8 +64,6 @@ const DAY_S = 86400;
 const LEASE_MARGIN_MS = 100;
 /** Lane hashes keep the fence counter; they outlive any plausible stalled worker. */
 const LANE_TTL_S = 30 * DAY_S;
-/** A hand-over lasts until resolved, renewed by agent activity, at most 7 days (docs/handover.md). */
-const HANDOFF_MAX_S = 7 * DAY_S;
 /** The desk record outlives the longest hand-over; own-message marks outlive any late webhook. */
 const DESK_RECORD_TTL_S = 30 * DAY_S;
 const DESK_OWN_TTL_S = 30 * DAY_S;
@@ -252,7 +256,7 @@ export class RedisConversationStore extends ConversationStore {
   }
 
   async setHandoff(lease: Lease, chat: ChatLane, handoff: Handoff, ttlSeconds: number): Promise<boolean> {
-    const ttl = handoff.state === 'bot' ? 0 : Math.min(Math.ceil(ttlSeconds), HANDOFF_MAX_S);
+    const ttl = handoff.state === 'bot' ? 0 : Math.min(Math.ceil(ttlSeconds), HANDOFF_MAX_SECONDS);
     const fields: string[] = ['state', handoff.state, 'since', String(handoff.since ?? Date.now())];
     if (handoff.conversationId) fields.push('conversationId', handoff.conversationId);
     const keys = [this.keys.lease(lease.lane), this.keys.handoff(chat)];

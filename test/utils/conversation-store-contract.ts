@@ -383,6 +383,7 @@ export function conversationStoreContract(name: string, open: () => Promise<Stor
       await t.enqueue(lane, messageItem(lane, 'waiting'));
       expect(await store.join(lease)).toBeDefined();
       expect(await store.saveTurn(lease, newTurn(), true)).toBe(true);
+      expect(await store.countFailure(lease)).toBe(1);
 
       expect(await store.erase(lane)).toBe(true);
       expect(await store.readChat(lane)).toEqual({ state: {}, history: [], handoff: { state: 'bot' } });
@@ -391,6 +392,8 @@ export function conversationStoreContract(name: string, open: () => Promise<Stor
       expect(await store.saveTurn(lease, newTurn())).toBe(false);
       const next = await held(lane);
       expect(counter(next)).toBeGreaterThan(counter(lease));
+      // The failures of the erased turn do not count against the next one.
+      expect(await store.countFailure(next)).toBe(1);
       expect(await store.join(next)).toEqual({ turn: undefined, items: [] });
       await store.release(next);
       const deskLease = await held(desk);

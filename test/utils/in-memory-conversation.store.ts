@@ -5,6 +5,7 @@ import { type IngestItem, readableItems } from '../../src/dedup/ingest-item';
 import {
   ConversationStore,
   type DeskRecord,
+  HANDOFF_MAX_SECONDS,
   type TurnCommit,
   TURN_TIMINGS_KEPT,
 } from '../../src/conversation/conversation.store';
@@ -25,7 +26,6 @@ import { Clock } from '../../src/time/clock';
 const DAY_MS = 86_400_000;
 /** The lifetimes RedisConversationStore gives its keys: the contract suite holds both to them. */
 const LANE_TTL_MS = 30 * DAY_MS;
-const HANDOFF_MAX_S = 7 * 86400;
 const DESK_RECORD_TTL_MS = 30 * DAY_MS;
 const DESK_OWN_TTL_MS = 30 * DAY_MS;
 const LEASE_MARGIN_MS = 100;
@@ -350,7 +350,7 @@ export class InMemoryConversationStore extends ConversationStore {
   setHandoff(lease: Lease, chat: ChatLane, handoff: Handoff, ttlSeconds: number): Promise<boolean> {
     if (!this.holds(lease)) return Promise.resolve(false);
     const key = this.keys.handoff(chat);
-    const ttl = handoff.state === 'bot' ? 0 : Math.min(Math.ceil(ttlSeconds), HANDOFF_MAX_S);
+    const ttl = handoff.state === 'bot' ? 0 : Math.min(Math.ceil(ttlSeconds), HANDOFF_MAX_SECONDS);
     this.data.del(key);
     if (ttl > 0) {
       this.data.setFields(key, {
@@ -472,8 +472,8 @@ export class InMemoryConversationStore extends ConversationStore {
       k.chatTurns(chat),
     );
     // The fence counters (and the turn-rate window) stay: they must only grow.
-    this.data.dropFields(k.lane(chat), 'turn', 'locked', 'nb');
-    this.data.dropFields(k.lane(desk), 'turn', 'locked', 'nb');
+    this.data.dropFields(k.lane(chat), 'turn', 'locked', 'nb', 'failures');
+    this.data.dropFields(k.lane(desk), 'turn', 'locked', 'nb', 'failures');
     return Promise.resolve(found);
   }
 }
