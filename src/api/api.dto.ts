@@ -28,7 +28,12 @@ export class TemplateButtonDto {
   @IsIn(['quick_reply', 'url'], { message: 'must be quick_reply or url' })
   subType!: 'quick_reply' | 'url';
 
-  @ApiProperty({ minimum: 0, maximum: 9, description: "the button's position in the approved template" })
+  @ApiProperty({
+    type: 'integer',
+    minimum: 0,
+    maximum: 9,
+    description: "the button's position in the approved template",
+  })
   @IsInt({ message: 'must be an integer' })
   @Min(0, { message: 'must be 0 or more' })
   @Max(9, { message: 'must be 9 or less' })
@@ -71,7 +76,10 @@ export class TemplateDto {
   @Length(1, 60, { each: true, message: 'entries must be 1 to 60 characters' })
   headerParameters?: string[];
 
-  @ApiPropertyOptional({ type: [TemplateButtonDto] })
+  @ApiPropertyOptional({
+    type: [TemplateButtonDto],
+    description: 'the dynamic part of quick-reply (payload) and URL buttons, at most 10',
+  })
   @IsOptional()
   @IsArray({ message: 'must be an array' })
   @ArrayMaxSize(10, { message: 'must have at most 10 entries' })
@@ -119,7 +127,10 @@ export class MessageAcceptedDto {
   @ApiProperty({ description: "this message's id" })
   id!: string;
 
-  @ApiProperty({ enum: ['free_form', 'template'] })
+  @ApiProperty({
+    enum: ['free_form', 'template'],
+    description: 'how it is to be sent: free-form text in the open window, or the template',
+  })
   mode!: 'free_form' | 'template';
 
   @ApiProperty({ example: 0.0157, description: "Meta's approximate price plus the BSP markup, USD" })
@@ -139,21 +150,21 @@ export class CostsQueryDto {
 }
 
 export class CostTotalsDto {
-  @ApiProperty()
+  @ApiProperty({ type: 'integer', description: 'messages' })
   count!: number;
 
-  @ApiProperty()
+  @ApiProperty({ description: 'their price, USD' })
   usd!: number;
 }
 
 export class CostReportDto {
-  @ApiProperty()
+  @ApiProperty({ description: 'first UTC day, as asked' })
   from!: string;
 
-  @ApiProperty()
+  @ApiProperty({ description: 'last UTC day, as asked' })
   to!: string;
 
-  @ApiProperty({ enum: ['USD'] })
+  @ApiProperty({ enum: ['USD'], description: 'the currency of every amount' })
   currency!: 'USD';
 
   @ApiProperty({
@@ -172,7 +183,7 @@ export class CostReportDto {
 }
 
 export class WindowDto {
-  @ApiProperty()
+  @ApiProperty({ description: 'whether a free-form message can be sent now' })
   open!: boolean;
 
   @ApiProperty({
@@ -184,10 +195,13 @@ export class WindowDto {
 }
 
 export class HistoryEntryDto {
-  @ApiProperty({ enum: ['user', 'assistant', 'agent'] })
+  @ApiProperty({
+    enum: ['user', 'assistant', 'agent'],
+    description: 'user: the patient; assistant: the bot, or POST /v1/messages; agent: a person at the desk',
+  })
   role!: 'user' | 'assistant' | 'agent';
 
-  @ApiProperty()
+  @ApiProperty({ description: 'what was written' })
   text!: string;
 
   @ApiProperty({ description: 'ISO time' })
@@ -195,27 +209,30 @@ export class HistoryEntryDto {
 }
 
 export class ConversationDto {
-  @ApiProperty()
+  @ApiProperty({ description: "the patient's number, digits only" })
   waId!: string;
 
-  @ApiProperty({ type: WindowDto })
+  @ApiProperty({ type: WindowDto, description: 'the 24-hour customer service window' })
   window!: WindowDto;
 
-  @ApiProperty({ enum: ['bot', 'human'] })
+  @ApiProperty({ enum: ['bot', 'human'], description: 'who answers the chat: the bot, or a person at the desk' })
   handoff!: 'bot' | 'human';
 
-  @ApiProperty({ enum: ['en', 'ar'] })
+  @ApiProperty({ enum: ['en', 'ar'], description: 'the language the bot answers in' })
   language!: 'en' | 'ar';
 
-  @ApiProperty({ type: [HistoryEntryDto] })
+  @ApiProperty({
+    type: [HistoryEntryDto],
+    description: "the chat's last messages (HISTORY_MAX_MESSAGES at most), oldest first",
+  })
   history!: HistoryEntryDto[];
 }
 
 export class ResumedDto {
-  @ApiProperty()
+  @ApiProperty({ description: "the patient's number, digits only" })
   waId!: string;
 
-  @ApiProperty({ enum: ['bot'] })
+  @ApiProperty({ enum: ['bot'], description: 'the bot answers the chat' })
   handoff!: 'bot';
 
   @ApiProperty({ description: 'false when the bot already had the chat' })
@@ -223,7 +240,7 @@ export class ResumedDto {
 }
 
 export class ErasedDto {
-  @ApiProperty()
+  @ApiProperty({ description: "the patient's number, digits only" })
   waId!: string;
 
   @ApiProperty({ description: 'history, state and message texts of the chat are gone; cost counts stay' })
@@ -231,15 +248,20 @@ export class ErasedDto {
 }
 
 export class ApiErrorDto {
-  @ApiProperty({ example: 'invalid_body' })
+  @ApiProperty({ example: 'invalid_body', description: 'a stable code, for programs' })
   error!: string;
 
-  @ApiProperty()
+  @ApiProperty({ description: 'what went wrong, for people' })
   message!: string;
 
   @ApiPropertyOptional({
+    description: 'each bad field of the body or query, by its path (`template.name`)',
     type: 'array',
-    items: { type: 'object', properties: { field: { type: 'string' }, problem: { type: 'string' } } },
+    items: {
+      type: 'object',
+      properties: { field: { type: 'string' }, problem: { type: 'string' } },
+      required: ['field', 'problem'],
+    },
   })
   fields?: { field: string; problem: string }[];
 }

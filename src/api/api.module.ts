@@ -41,7 +41,7 @@ export function openApiDocument(app: NestFastifyApplication): OpenAPIObject {
         'Every error body is { error, message, fields? }.',
     )
     .setVersion('1')
-    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'one of API_KEYS' })
+    .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'API key', description: 'one of API_KEYS' })
     .build();
   return SwaggerModule.createDocument(app, options, { include: [ApiModule] });
 }

@@ -18,12 +18,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { type OpenAPIObject } from '@nestjs/swagger';
+import { type FastifyInstance } from 'fastify';
 import { parseAllDocuments } from 'yaml';
 import { AppConfig } from '../../src/config/app-config';
 import { EnvSchema } from '../../src/config/env.schema';
 import { envVariableNames, validateEnv } from '../../src/config/validate-env';
 import { createApp } from '../../src/http/create-app';
 import { MetricsService } from '../../src/metrics/metrics.service';
+import { generatedSection, openApiMarkdown, withGeneratedSection } from '../utils/openapi-markdown';
 import { testEnv } from '../utils/test-env';
 
 /**
@@ -383,6 +386,88 @@ describe('README', () => {
     for (const phrase of ['/health/live', '/health/ready', 'APP_ROLE', '--role', 'noeviction', 'appendfsync']) {
       expect(readme).toContain(phrase);
     }
+  });
+});
+
+/**
+ * `METHOD /path` of every route a Fastify instance serves, read off its radix tree: a node's path
+ * is its parent's plus its own label (`co` → `nversations/` → `:waId`), and a node that ends a
+ * route lists the route's methods. (`commonPrefix: false` would print `/v1/*` as `/v1` + `*`.)
+ */
+function servedRoutes(fastify: FastifyInstance): string[] {
+  const routes: string[] = [];
+  const paths: string[] = [];
+  for (const line of fastify.printRoutes().split('\n')) {
+    // Each level of the tree is indented by four characters: `│   ├── label (GET, HEAD)`.
+    const at = line.search(/[├└]── /);
+    if (at < 0) continue;
+    const depth = at / 4;
+    const [, segment, methods] = /^(.*?)(?: \(([A-Z, ]+)\))?$/.exec(line.slice(at + 4))!;
+    paths.length = depth;
+    paths.push(`${depth > 0 ? paths[depth - 1] : ''}${segment}`);
+    for (const method of methods?.split(', ') ?? []) routes.push(`${method} ${paths[depth]}`);
+  }
+  return routes;
+}
+
+describe('docs/http-api.md', () => {
+  const PAGE = 'docs/http-api.md';
+  let app: NestFastifyApplication;
+  let url: string;
+  beforeAll(async () => {
+    // A receiver with every optional part on: /v1 (API_KEYS), the sandbox and its demo clinic
+    // (BSP_PROVIDER=sandbox, no CLINIC_API_BASE_URL), /chatwoot/webhook (CHATWOOT_BASE_URL), and
+    // /metrics and /admin/queues on the public port (ADMIN_PASSWORD, no MANAGEMENT_PORT).
+    const redisUrl = `redis://127.0.0.1:${await closedPort()}`;
+    const env = testEnv({
+      APP_ROLE: 'receiver',
+      REDIS_URL: redisUrl,
+      API_KEYS: 'docs-key',
+      BSP_PROVIDER: 'sandbox',
+      ADMIN_PASSWORD: 'docs-password',
+      CHATWOOT_BASE_URL: 'http://127.0.0.1:9',
+      CHATWOOT_WEBHOOK_TOKEN: 'docs-token',
+    });
+    app = await createApp(new AppConfig(validateEnv(env)));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    url = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('its /v1 reference is what /v1/openapi.json says (UPDATE_DOCS=1 rewrites it)', async () => {
+    const res = await fetch(`${url}/v1/openapi.json`);
+    expect(res.status).toBe(200);
+    const rendered = openApiMarkdown((await res.json()) as OpenAPIObject);
+    if (process.env.UPDATE_DOCS === '1') writeFileSync(join(ROOT, PAGE), withGeneratedSection(read(PAGE), rendered));
+    // On a difference: change the decorators in src/api/, not the page, and run with UPDATE_DOCS=1.
+    expect(generatedSection(read(PAGE))).toEqual(rendered);
+  });
+
+  it('names every route the app serves as `METHOD /path`', () => {
+    const fastify: FastifyInstance = app.getHttpAdapter().getInstance();
+    const served = servedRoutes(fastify);
+    // The listing itself works: routes of Nest controllers, of plain Fastify and of bull-board.
+    expect(served).toEqual(
+      expect.arrayContaining(['GET /v1/openapi.json', 'DELETE /v1/conversations/:waId', 'GET /admin/queues']),
+    );
+    const all = new Set(served);
+    const page = read(PAGE);
+    const missing = served.filter((route) => {
+      const [method, path] = route.split(' ');
+      // Fastify answers HEAD wherever GET is served (exposeHeadRoutes); the page says so once.
+      if (method === 'HEAD' && all.has(`GET ${path}`)) return false;
+      // The /v1 fallback (installApiFallback) answers what no route serves: "Paths and methods no route serves".
+      if (path === '/v1' || path === '/v1/*') return false;
+      // bull-board's scripts and styles for its page, one wildcard route.
+      if (path === '/admin/queues/static/*') return false;
+      // bull-board serves its page with and without the trailing slash.
+      const named = `${method} ${path.replace(/(.)\/$/, '$1')}`;
+      const escaped = named.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      return !new RegExp(`(?<![A-Z])${escaped}(?![\\w/.:*-])`).test(page);
+    });
+    expect(missing).toEqual([]);
   });
 });
 
