@@ -7,6 +7,7 @@ import { deskLaneOf, type ChatLane } from '../queue/lanes';
 import { RedisKeys } from '../redis/redis-keys';
 import { type RedisClient } from '../redis/redis-client';
 import { Clock } from '../time/clock';
+import { chatStateFields, handoffFields, parseChatState, parseHandoff } from './chat-fields';
 import { interpretMessage } from './inbound-content';
 import {
   ConversationStore,
@@ -193,7 +194,7 @@ export class RedisConversationStore extends ConversationStore {
   }
 
   async saveChat(lease: Lease, chat: ChatLane, state: Partial<ChatState>): Promise<boolean> {
-    const fields = stateFields(state);
+    const fields = fieldPairs(chatStateFields(state));
     if (fields.length === 0) return true;
     const keys = [this.keys.lease(lease.lane), this.keys.chat(chat)];
     return (await this.run('tsSave', keys, [lease.fence, ...fields])) === 1;
@@ -239,7 +240,7 @@ export class RedisConversationStore extends ConversationStore {
     const desk = commit?.desk?.items ?? [];
     args.push(history.length, ...history, desk.length, ...desk, commit?.desk?.lane ?? '', Date.now());
     args.push(commit?.timing ? JSON.stringify(commit.timing) : '', TURN_TIMINGS_KEPT);
-    args.push(...stateFields(commit?.state ?? {}));
+    args.push(...fieldPairs(chatStateFields(commit?.state ?? {})));
     const result = Number(await this.run('tsFinish', keys, args));
     return result === 0 ? 'lost' : result === 2 ? 'more' : 'idle';
   }
@@ -257,10 +258,8 @@ export class RedisConversationStore extends ConversationStore {
 
   async setHandoff(lease: Lease, chat: ChatLane, handoff: Handoff, ttlSeconds: number): Promise<boolean> {
     const ttl = handoff.state === 'bot' ? 0 : Math.min(Math.ceil(ttlSeconds), HANDOFF_MAX_SECONDS);
-    const fields: string[] = ['state', handoff.state, 'since', String(handoff.since ?? Date.now())];
-    if (handoff.conversationId) fields.push('conversationId', handoff.conversationId);
     const keys = [this.keys.lease(lease.lane), this.keys.handoff(chat)];
-    return (await this.run('tsHandoff', keys, [lease.fence, ttl, ...fields])) === 1;
+    return (await this.run('tsHandoff', keys, [lease.fence, ttl, ...fieldPairs(handoffFields(handoff))])) === 1;
   }
 
   async readDesk(chat: ChatLane): Promise<DeskRecord> {
@@ -354,32 +353,14 @@ export class RedisConversationStore extends ConversationStore {
       this.client.hgetall(this.keys.handoff(chat)),
     ]);
     return {
-      state: parseState(fields),
+      state: parseChatState(fields),
       history: entries.map((raw) => JSON.parse(raw) as HistoryEntry),
-      handoff:
-        handoff.state === 'human'
-          ? { state: 'human', conversationId: handoff.conversationId, since: Number(handoff.since) || undefined }
-          : { state: 'bot' },
+      handoff: parseHandoff(handoff),
     };
   }
 }
 
-function stateFields(state: Partial<ChatState>): string[] {
-  const fields: string[] = [];
-  for (const [key, value] of Object.entries(state)) {
-    if (value === undefined) continue;
-    fields.push(key, typeof value === 'boolean' ? (value ? '1' : '0') : String(value));
-  }
-  return fields;
-}
-
-function parseState(fields: Record<string, string>): ChatState {
-  const state: ChatState = {};
-  if (fields.lastInboundTs) state.lastInboundTs = Number(fields.lastInboundTs);
-  if (fields.language === 'ar' || fields.language === 'en') state.language = fields.language;
-  if (fields.holding) state.holding = fields.holding === '1';
-  if (fields.windowClosed) state.windowClosed = fields.windowClosed === '1';
-  if (fields.name) state.name = fields.name;
-  if (fields.reengagedFor) state.reengagedFor = Number(fields.reengagedFor);
-  return state;
+/** Hash fields as the scripts take them: field, value, field, value, … */
+function fieldPairs(fields: Record<string, string>): string[] {
+  return Object.entries(fields).flat();
 }

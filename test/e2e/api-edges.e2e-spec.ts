@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { BotCluster } from '../utils/bot-cluster';
 import { agentMessage } from '../utils/chatwoot-payloads';
 import { envelope, textMessage, textPayload } from '../utils/meta-payloads';
 import { rawRequest } from '../utils/raw-http';
 import { startTestApp } from '../utils/test-app';
+import { type ApiResponse, PRICING, RATES, round6, template, type V1CallOptions, v1Caller } from '../utils/v1-client';
 import { waitUntil } from '../utils/wait';
 
 /**
@@ -21,54 +21,13 @@ const DAY_S = 24 * 3600;
 let senderSeq = 0;
 const nextSender = (): string => `97150150${String(senderSeq++).padStart(4, '0')}`;
 
-/** Rates of the newest table of config/pricing.json (in force from 2026-10-01), by market. */
-const pricing = JSON.parse(readFileSync('config/pricing.json', 'utf8')) as {
-  defaultMarket: string;
-  tables: { effectiveFrom: string; rates: Record<string, Record<string, number>> }[];
-};
-const RATES = pricing.tables[pricing.tables.length - 1].rates;
-const round6 = (n: number): number => Math.round(n * 1e6) / 1e6;
-
-interface ApiResponse {
-  status: number;
-  body: any;
-  headers: Headers;
-}
-
-async function call(
-  baseUrl: string,
-  method: string,
-  path: string,
-  options: { body?: unknown; raw?: string; key?: string | null; headers?: Record<string, string> } = {},
-): Promise<ApiResponse> {
-  const headers: Record<string, string> = { ...options.headers };
-  if (options.key !== null) headers.authorization = `Bearer ${options.key ?? KEY}`;
-  const raw = options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined);
-  if (raw !== undefined) headers['content-type'] ??= 'application/json';
-  const response = await fetch(`${baseUrl}${path}`, { method, headers, body: raw });
-  const text = await response.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // not JSON: kept as text for the assertion to show
-  }
-  return { status: response.status, body, headers: response.headers };
-}
-
-const template = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
-  name: 'appointment_reminder',
-  language: 'en',
-  category: 'utility',
-  parameters: ['Ahmed', 'Sun 10:00'],
-  ...extra,
-});
+const call = v1Caller(KEY);
 
 const sha256 = (value: string): string => createHash('sha256').update(value, 'utf8').digest('hex');
 
 describe('/v1 edges', () => {
   let bot: BotCluster;
-  const api = (method: string, path: string, options?: Parameters<typeof call>[3]): Promise<ApiResponse> =>
+  const api = (method: string, path: string, options?: V1CallOptions): Promise<ApiResponse> =>
     call(bot.receiver.url, method, path, options);
   const sendsTo = (to: string) => bot.graph.sends().filter((r) => r.body?.to === to && r.wamid);
   const record = (wamid: string) => bot.redis.hgetall(bot.receiver.keys.outbound(wamid));
@@ -246,7 +205,7 @@ describe('/v1 edges', () => {
   }, 60_000);
 
   it('a status naming the patient only by business-scoped id is billed at its market, not the default one', async () => {
-    expect(RATES.AE.marketing).not.toBe(RATES[pricing.defaultMarket].marketing);
+    expect(RATES.AE.marketing).not.toBe(RATES[PRICING.defaultMarket].marketing);
     const to = nextSender();
     const sent = await api('POST', '/v1/messages', {
       body: { to, template: template({ name: 'offer', category: 'marketing' }) },

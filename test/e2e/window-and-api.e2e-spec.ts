@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { Clock } from '../../src/time/clock';
 import { chatLane } from '../../src/queue/lanes';
 import { BotCluster } from '../utils/bot-cluster';
@@ -8,6 +7,7 @@ import { envelope, textMessage, textPayload } from '../utils/meta-payloads';
 import { waitUntil } from '../utils/spawn-app';
 import { startTestApp } from '../utils/test-app';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
+import { type ApiResponse, RATES, round6, template, type V1CallOptions, v1Caller } from '../utils/v1-client';
 
 /**
  * The 24-hour window, /v1 and the cost ledger (docs/window.md, docs/http-api.md, docs/costs.md),
@@ -23,47 +23,7 @@ const DAY = 24 * HOUR;
 let senderSeq = 0;
 const nextSender = (): string => `97150140${String(senderSeq++).padStart(4, '0')}`;
 
-/** Rates of the newest table of config/pricing.json (in force from 2026-10-01), by market. */
-const pricing = JSON.parse(readFileSync('config/pricing.json', 'utf8')) as {
-  tables: { effectiveFrom: string; rates: Record<string, Record<string, number>> }[];
-};
-const RATES = pricing.tables[pricing.tables.length - 1].rates;
-const round6 = (n: number): number => Math.round(n * 1e6) / 1e6;
-
-interface ApiResponse {
-  status: number;
-  body: any;
-  headers: Headers;
-}
-
-async function call(
-  bot: BotCluster,
-  method: string,
-  path: string,
-  options: { body?: unknown; raw?: string; key?: string | null; headers?: Record<string, string> } = {},
-): Promise<ApiResponse> {
-  const headers: Record<string, string> = { ...options.headers };
-  if (options.key !== null) headers.authorization = `Bearer ${options.key ?? KEY}`;
-  const raw = options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined);
-  if (raw !== undefined) headers['content-type'] ??= 'application/json';
-  const response = await fetch(`${bot.receiver.url}${path}`, { method, headers, body: raw });
-  const text = await response.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // not JSON: kept as text for the assertion to show
-  }
-  return { status: response.status, body, headers: response.headers };
-}
-
-const template = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
-  name: 'appointment_reminder',
-  language: 'en',
-  category: 'utility',
-  parameters: ['Ahmed', 'Sun 10:00'],
-  ...extra,
-});
+const call = v1Caller(KEY);
 
 function statusWith(
   wamid: string,
@@ -89,6 +49,8 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
     };
     const chatKey = (from: string, suffix: string): string =>
       `${bot.receiver.config.redisKeyRoot}:chat:${chatLane(TEST_PHONE_NUMBER_ID, from)}:${suffix}`;
+    const v1 = (method: string, path: string, options?: V1CallOptions): Promise<ApiResponse> =>
+      call(bot.receiver.url, method, path, options);
     const sendsTo = (to: string) => bot.graph.sends().filter((r) => r.body?.to === to);
     const templatesTo = (to: string) => sendsTo(to).filter((r) => r.body?.type === 'template' && r.wamid);
 
@@ -140,7 +102,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         const from = nextSender();
         await patientWrites(from);
         const lastTs = Number(await bot.redis.hget(chatKey(from, 'state'), 'lastInboundTs'));
-        const shown = await call(bot, 'GET', `/v1/conversations/${from}`);
+        const shown = await v1('GET', `/v1/conversations/${from}`);
         expect(shown.status).toBe(200);
         expect(shown.body).toMatchObject({
           waId: from,
@@ -152,7 +114,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
 
         // A minute before it closes: free-form, priced as a service message.
         move(lastTs * 1000 + DAY - 60_000 - clock.now());
-        const inside = await call(bot, 'POST', '/v1/messages', {
+        const inside = await v1('POST', '/v1/messages', {
           body: { to: from, text: 'Your appointment is confirmed for Sun 10:00.', template: template() },
         });
         expect(inside).toMatchObject({ status: 202, body: { mode: 'free_form', estimatedCostUsd: RATES.AE.service } });
@@ -164,15 +126,15 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
 
         // A minute after: closed. Text alone is refused; with a template the template goes.
         move(120_000);
-        expect((await call(bot, 'GET', `/v1/conversations/${from}`)).body.window.open).toBe(false);
-        const refused = await call(bot, 'POST', '/v1/messages', { body: { to: from, text: 'Reminder' } });
+        expect((await v1('GET', `/v1/conversations/${from}`)).body.window.open).toBe(false);
+        const refused = await v1('POST', '/v1/messages', { body: { to: from, text: 'Reminder' } });
         expect(refused.status).toBe(409);
         expect(refused.body).toMatchObject({
           error: 'window_closed',
           closedAt: new Date(lastTs * 1000 + DAY).toISOString(),
         });
         const sendsBefore = sendsTo(from).length;
-        const withTemplate = await call(bot, 'POST', '/v1/messages', {
+        const withTemplate = await v1('POST', '/v1/messages', {
           body: {
             to: `+${from}`,
             text: 'Reminder',
@@ -217,7 +179,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
           },
         });
         // Both API messages are in the history, as the assistant's.
-        const history = (await call(bot, 'GET', `/v1/conversations/${from}`)).body.history as {
+        const history = (await v1('GET', `/v1/conversations/${from}`)).body.history as {
           role: string;
           text: string;
         }[];
@@ -237,8 +199,8 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         expect(lastTs * 1000).toBeLessThanOrEqual(clock.now() + 60_000);
 
         move(DAY + 2 * 60_000);
-        expect((await call(bot, 'GET', `/v1/conversations/${from}`)).body.window.open).toBe(false);
-        expect((await call(bot, 'POST', '/v1/messages', { body: { to: from, text: 'Reminder' } })).status).toBe(409);
+        expect((await v1('GET', `/v1/conversations/${from}`)).body.window.open).toBe(false);
+        expect((await v1('POST', '/v1/messages', { body: { to: from, text: 'Reminder' } })).status).toBe(409);
       }, 60_000);
 
       it('a late message (window already closed) skips the LLM and hands the chat over; resume gives it back', async () => {
@@ -254,15 +216,15 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         await bot.waitQuiet();
         expect(sendsTo(from)).toHaveLength(0);
         expect(bot.llm.requests.some((r) => JSON.stringify(r.body).includes('are you there?'))).toBe(false);
-        expect((await call(bot, 'GET', `/v1/conversations/${from}`)).body).toMatchObject({
+        expect((await v1('GET', `/v1/conversations/${from}`)).body).toMatchObject({
           handoff: 'human',
           window: { open: false },
         });
 
-        const resumed = await call(bot, 'POST', `/v1/conversations/${from}/resume`);
+        const resumed = await v1('POST', `/v1/conversations/${from}/resume`);
         expect(resumed).toMatchObject({ status: 200, body: { waId: from, handoff: 'bot', resumed: true } });
-        expect((await call(bot, 'GET', `/v1/conversations/${from}`)).body.handoff).toBe('bot');
-        expect((await call(bot, 'POST', `/v1/conversations/${from}/resume`)).body.resumed).toBe(false);
+        expect((await v1('GET', `/v1/conversations/${from}`)).body.handoff).toBe('bot');
+        expect((await v1('POST', `/v1/conversations/${from}/resume`)).body.resumed).toBe(false);
         await patientWrites(from, 'back again');
         expect(bot.sentTexts(from)).toEqual(['Echo: back again']);
       }, 90_000);
@@ -290,7 +252,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
     if (!reengagement) {
       it('statuses move the record forward only; pricing is billed once although Meta repeats it', async () => {
         const from = nextSender();
-        const sent = await call(bot, 'POST', '/v1/messages', { body: { to: from, template: template() } });
+        const sent = await v1('POST', '/v1/messages', { body: { to: from, template: template() } });
         expect(sent).toMatchObject({ status: 202, body: { mode: 'template' } });
         await bot.waitQuiet();
         const wamid = templatesTo(from)[0].wamid!;
@@ -302,7 +264,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         });
         const priced = { pricing: { billable: true, pricing_model: 'PMP', type: 'regular', category: 'utility' } };
         const day = new Date(clock.now()).toISOString().slice(0, 10);
-        const before = (await call(bot, 'GET', `/v1/costs?from=${day}&to=${day}`)).body;
+        const before = (await v1('GET', `/v1/costs?from=${day}&to=${day}`)).body;
         for (const [status, extra] of [
           ['sent', priced],
           ['read', {}],
@@ -312,7 +274,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
           await bot.waitQuiet();
         }
         expect(await bot.redis.hget(record, 'status')).toBe('read');
-        const after = (await call(bot, 'GET', `/v1/costs?from=${day}&to=${day}`)).body;
+        const after = (await v1('GET', `/v1/costs?from=${day}&to=${day}`)).body;
         expect(after.billed.utility.count - (before.billed.utility?.count ?? 0)).toBe(1);
         expect(round6(after.billed.total.usd - before.billed.total.usd)).toBe(RATES.AE.utility);
       }, 90_000);
@@ -334,7 +296,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
           [sa, { template: template({ name: 'offer', category: 'marketing' }) }],
         ];
         for (const [to, body] of sends) {
-          expect((await call(bot, 'POST', '/v1/messages', { body: { to, ...body } })).status).toBe(202);
+          expect((await v1('POST', '/v1/messages', { body: { to, ...body } })).status).toBe(202);
         }
         await bot.waitQuiet();
         const wamids = (to: string) =>
@@ -360,7 +322,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
           expect((await bot.post(status)).status).toBe(200);
         }
         await bot.waitQuiet();
-        const report = await call(bot, 'GET', `/v1/costs?from=${day}&to=${day}`);
+        const report = await v1('GET', `/v1/costs?from=${day}&to=${day}`);
         expect(report.status).toBe(200);
         const ae$ = RATES.AE;
         // The echo reply to the patient's message is a service message too: 3 service in all.
@@ -388,26 +350,24 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         });
         // The day before holds none of it; a range over both days does.
         const dayBefore = new Date(clock.now() - DAY).toISOString().slice(0, 10);
-        expect((await call(bot, 'GET', `/v1/costs?from=${dayBefore}&to=${dayBefore}`)).body.estimated.total.count).toBe(
-          0,
-        );
-        expect((await call(bot, 'GET', `/v1/costs?from=${dayBefore}&to=${day}`)).body.estimated.total.count).toBe(8);
+        expect((await v1('GET', `/v1/costs?from=${dayBefore}&to=${dayBefore}`)).body.estimated.total.count).toBe(0);
+        expect((await v1('GET', `/v1/costs?from=${dayBefore}&to=${day}`)).body.estimated.total.count).toBe(8);
       }, 120_000);
 
       it('erase: the history, state and texts of a chat are gone; the cost counts stay', async () => {
         const from = nextSender();
         await patientWrites(from, 'my private question');
         const day = new Date(clock.now()).toISOString().slice(0, 10);
-        const costs = (await call(bot, 'GET', `/v1/costs?from=${day}&to=${day}`)).body.estimated.total.count;
-        const erased = await call(bot, 'DELETE', `/v1/conversations/${from}`);
+        const costs = (await v1('GET', `/v1/costs?from=${day}&to=${day}`)).body.estimated.total.count;
+        const erased = await v1('DELETE', `/v1/conversations/${from}`);
         expect(erased).toMatchObject({ status: 200, body: { waId: from, erased: true } });
-        expect((await call(bot, 'GET', `/v1/conversations/${from}`)).status).toBe(404);
+        expect((await v1('GET', `/v1/conversations/${from}`)).status).toBe(404);
         expect(await bot.redis.exists(chatKey(from, 'history'), chatKey(from, 'state'))).toBe(0);
         const root = bot.receiver.config.redisKeyRoot;
         const lane = chatLane(TEST_PHONE_NUMBER_ID, from);
         expect(await bot.redis.exists(`${root}:inbox:${lane}`, `${root}:turn:${lane}`)).toBe(0);
-        expect((await call(bot, 'GET', `/v1/costs?from=${day}&to=${day}`)).body.estimated.total.count).toBe(costs);
-        expect((await call(bot, 'DELETE', `/v1/conversations/${from}`)).status).toBe(404);
+        expect((await v1('GET', `/v1/costs?from=${day}&to=${day}`)).body.estimated.total.count).toBe(costs);
+        expect((await v1('DELETE', `/v1/conversations/${from}`)).status).toBe(404);
         // Dead letters keep a turn's texts for an operator: the erasure takes the chat's too.
         bot.graph.enqueue({ kind: 'graph-error', code: 131026, message: 'Message undeliverable' });
         await patientWrites(from, 'undeliverable');
@@ -416,31 +376,31 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
           async () => (await deadLetters(bot.redis, root)).some((d) => d.data.lane === lane),
           20_000,
         );
-        expect((await call(bot, 'DELETE', `/v1/conversations/${from}`)).status).toBe(200);
+        expect((await v1('DELETE', `/v1/conversations/${from}`)).status).toBe(200);
         expect((await deadLetters(bot.redis, root)).filter((d) => d.data.lane === lane)).toEqual([]);
         // The chat starts afresh when the patient writes again.
         await patientWrites(from, 'new start');
-        const history = (await call(bot, 'GET', `/v1/conversations/${from}`)).body.history as { text: string }[];
+        const history = (await v1('GET', `/v1/conversations/${from}`)).body.history as { text: string }[];
         expect(history.map((h) => h.text)).toEqual(['new start', 'Echo: new start']);
       }, 90_000);
 
       it('auth: no key or a wrong key is a 401 with the one error shape; either configured key works', async () => {
         for (const key of [null, 'wrong-key']) {
-          const denied = await call(bot, 'GET', '/v1/costs?from=2026-11-01&to=2026-11-02', { key });
+          const denied = await v1('GET', '/v1/costs?from=2026-11-01&to=2026-11-02', { key });
           expect(denied.status).toBe(401);
           expect(denied.headers.get('www-authenticate')).toBe('Bearer');
           expect(denied.body).toEqual({ error: 'unauthorized', message: expect.any(String) });
         }
-        const basic = await call(bot, 'GET', '/v1/costs?from=2026-11-01&to=2026-11-02', {
+        const basic = await v1('GET', '/v1/costs?from=2026-11-01&to=2026-11-02', {
           key: null,
           headers: { authorization: `Basic ${Buffer.from(`admin:${KEY}`).toString('base64')}` },
         });
         expect(basic.status).toBe(401);
         for (const key of [KEY, OTHER_KEY]) {
-          expect((await call(bot, 'GET', '/v1/costs?from=2026-11-01&to=2026-11-02', { key })).status).toBe(200);
+          expect((await v1('GET', '/v1/costs?from=2026-11-01&to=2026-11-02', { key })).status).toBe(200);
         }
         expect(
-          (await call(bot, 'POST', '/v1/messages', { key: 'wrong', body: { to: '971500000001', text: 'x' } })).status,
+          (await v1('POST', '/v1/messages', { key: 'wrong', body: { to: '971500000001', text: 'x' } })).status,
         ).toBe(401);
       });
 
@@ -475,7 +435,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
         ];
         for (const [body, fields] of cases) {
           const raw = typeof body === 'string' ? body : JSON.stringify(body);
-          const answer = await call(bot, 'POST', '/v1/messages', { raw });
+          const answer = await v1('POST', '/v1/messages', { raw });
           expect({ body: raw.slice(0, 80), status: answer.status }).toEqual({ body: raw.slice(0, 80), status: 400 });
           expect(answer.body).toMatchObject({ error: 'invalid_body', message: expect.any(String) });
           const named = (answer.body.fields as { field: string }[]).map((f) => f.field);
@@ -484,22 +444,22 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
             named: [...fields].sort(),
           });
         }
-        const mismatch = await call(bot, 'POST', '/v1/messages', {
+        const mismatch = await v1('POST', '/v1/messages', {
           body: { to, text: 'hi', idempotencyKey: 'a' },
           headers: { 'idempotency-key': 'b' },
         });
         expect(mismatch.status).toBe(400);
         expect(mismatch.body.fields[0].field).toBe('idempotencyKey');
-        expect((await call(bot, 'POST', '/v1/messages', { raw: '{"to": ' })).body).toEqual({
+        expect((await v1('POST', '/v1/messages', { raw: '{"to": ' })).body).toEqual({
           error: 'invalid_body',
           message: expect.any(String),
         });
-        const plain = await call(bot, 'POST', '/v1/messages', {
+        const plain = await v1('POST', '/v1/messages', {
           raw: 'to=1',
           headers: { 'content-type': 'text/plain' },
         });
         expect(plain).toMatchObject({ status: 415, body: { error: 'unsupported_media_type' } });
-        const huge = await call(bot, 'POST', '/v1/messages', { body: { to, text: 'x'.repeat(20_000) } });
+        const huge = await v1('POST', '/v1/messages', { body: { to, text: 'x'.repeat(20_000) } });
         expect(huge).toMatchObject({ status: 413, body: { error: 'body_too_large' } });
 
         const queries: [string, string[]][] = [
@@ -511,27 +471,27 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
           ['?from=2026-11-01&to=2026-11-02&currency=AED', ['currency']],
         ];
         for (const [query, fields] of queries) {
-          const answer = await call(bot, 'GET', `/v1/costs${query}`);
+          const answer = await v1('GET', `/v1/costs${query}`);
           expect({ query, status: answer.status }).toEqual({ query, status: 400 });
           expect(answer.body.error).toBe('invalid_query');
           expect([...new Set((answer.body.fields as { field: string }[]).map((f) => f.field))].sort()).toEqual(fields);
         }
         for (const path of ['/v1/conversations/abc', '/v1/conversations/12', '/v1/conversations/%F0%9F%98%80']) {
-          const answer = await call(bot, 'GET', path);
+          const answer = await v1('GET', path);
           expect({ path, status: answer.status, error: answer.body.error }).toEqual({
             path,
             status: 400,
             error: 'invalid_path',
           });
         }
-        expect((await call(bot, 'GET', `/v1/conversations/${to}`)).status).toBe(404);
+        expect((await v1('GET', `/v1/conversations/${to}`)).status).toBe(404);
         // Nothing above reached the queue: the bot is quiet and sent nothing to this number.
         await bot.waitQuiet();
         expect(sendsTo(to)).toHaveLength(0);
       }, 90_000);
 
       it('the OpenAPI document at /v1/openapi.json lists every /v1 route, and only those', async () => {
-        const doc = (await call(bot, 'GET', '/v1/openapi.json', { key: null })).body;
+        const doc = (await v1('GET', '/v1/openapi.json', { key: null })).body;
         expect(doc.openapi).toMatch(/^3\./);
         const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) =>
           Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`),
@@ -595,7 +555,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
       it('a /v1 free-form message that fails later with 131047 is the clinic system’s: no re-engagement, no hand-over, a dead letter names it', async () => {
         const from = nextSender();
         await patientWrites(from);
-        const sent = await call(bot, 'POST', '/v1/messages', { body: { to: from, text: 'Your results are ready.' } });
+        const sent = await v1('POST', '/v1/messages', { body: { to: from, text: 'Your results are ready.' } });
         expect(sent).toMatchObject({ status: 202, body: { mode: 'free_form' } });
         await bot.waitQuiet();
         const wamid = sendsTo(from).at(-1)!.wamid!;
@@ -645,9 +605,9 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
       await patientWrites(from);
       const body = { to: from, text: `Confirmed (${from})`, idempotencyKey: `booking-${from}` };
       const answers = await Promise.all([
-        ...Array.from({ length: 6 }, () => call(bot, 'POST', '/v1/messages', { body })),
+        ...Array.from({ length: 6 }, () => v1('POST', '/v1/messages', { body })),
         ...Array.from({ length: 6 }, () =>
-          call(bot, 'POST', '/v1/messages', {
+          v1('POST', '/v1/messages', {
             body: { to: from, text: body.text },
             headers: { 'idempotency-key': body.idempotencyKey },
           }),
@@ -660,7 +620,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
       expect(bot.sentTexts(from).filter((t) => t === body.text)).toHaveLength(1);
 
       move(23 * HOUR);
-      const later = await call(bot, 'POST', '/v1/messages', { body });
+      const later = await v1('POST', '/v1/messages', { body });
       expect(later).toMatchObject({ status: 202, body: answers[0].body });
       expect(later.headers.get('idempotent-replayed')).toBe('true');
       await bot.waitQuiet();
@@ -676,7 +636,7 @@ describe.each([{ reengagement: false }, { reengagement: true }])(
       expect((await bot.post(envelope({ messages: [message] }))).status).toBe(200);
       await bot.llm.waitForRequests(requestsBefore + 1, 10_000);
       // The window is open (the waiting message's timestamp) although no turn has committed it yet.
-      const api = await call(bot, 'POST', '/v1/messages', {
+      const api = await v1('POST', '/v1/messages', {
         body: { to: from, text: 'From the booking system', template: template() },
       });
       expect(api).toMatchObject({ status: 202, body: { mode: 'free_form' } });

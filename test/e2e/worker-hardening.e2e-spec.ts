@@ -24,6 +24,7 @@ import {
 } from '../../src/queue/queue.constants';
 import { chatLane } from '../../src/queue/lanes';
 import { BotCluster } from '../utils/bot-cluster';
+import { botPerSuite } from '../utils/bot-suite';
 import { deadLetters } from '../utils/dead-letters';
 import { killAllPrivateRedis, type PrivateRedis, startPrivateRedis } from '../utils/private-redis';
 import { envelope, statusPayload, textMessage, textPayload } from '../utils/meta-payloads';
@@ -35,6 +36,31 @@ import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
  * Hardening of the worker's core (docs/architecture.md: lease, fence, not-before): unique fences,
  * the lease's own deadline, early wake-ups, and the takeover of a killed worker's turn.
  */
+
+/** A sandbox app in this process for the enclosing describe block; `started` receives it. */
+function sandboxAppPerSuite(debounceMs: string, started: (t: TestApp) => void): void {
+  let app: TestApp | undefined;
+  beforeAll(async () => {
+    app = await startTestApp({ BSP_PROVIDER: 'sandbox', TURN_DEBOUNCE_MS: debounceMs, MARK_READ: 'false' });
+    started(app);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+}
+
+/** What the LLM step reads of a fresh turn of one text message, for running it by hand under `lease`. */
+const textTurn = (lease: Lease, from: string, text: string, turnId: string = randomUUID()): TurnContext => ({
+  lease,
+  turn: { id: turnId, startedAt: Date.now(), attempts: 0, sendFailures: 0, pairRateFailures: 0 },
+  items: [],
+  plan: planTurn([interpretMessage(textMessage({ from, text }))]),
+  state: {},
+  history: [],
+  handoff: { state: 'bot' },
+  language: 'en',
+  to: from,
+});
 
 describe('the lease, in one process against real Redis', () => {
   let t: TestApp;
@@ -49,13 +75,9 @@ describe('the lease, in one process against real Redis', () => {
     pairRateFailures: 0,
   });
 
-  beforeAll(async () => {
-    t = await startTestApp({ BSP_PROVIDER: 'sandbox', TURN_DEBOUNCE_MS: '1000', MARK_READ: 'false' });
+  sandboxAppPerSuite('1000', (app) => {
+    t = app;
     store = t.app.get(ConversationStore, { strict: false });
-  });
-
-  afterAll(async () => {
-    await t?.close();
   });
 
   it('fences are unique: when Redis lost its last writes and the counter repeats, the old holder passes no check', async () => {
@@ -266,13 +288,7 @@ describe('the lease, in one process against real Redis', () => {
 describe('a turn that keeps throwing', () => {
   let t: TestApp;
 
-  beforeAll(async () => {
-    t = await startTestApp({ BSP_PROVIDER: 'sandbox', TURN_DEBOUNCE_MS: '0', MARK_READ: 'false' });
-  });
-
-  afterAll(async () => {
-    await t?.close();
-  });
+  sandboxAppPerSuite('0', (app) => (t = app));
 
   const outbox = async (): Promise<{ id: string; payload: { to: string; text?: { body: string } } }[]> =>
     (await t.redis.lrange(`${t.config.redisKeyRoot}:sandbox:outbox`, 0, -1)).map((raw) => JSON.parse(raw));
@@ -281,6 +297,13 @@ describe('a turn that keeps throwing', () => {
     const line = text.split('\n').find((l) => l.startsWith(`${series} `));
     return line ? Number(line.split(' ')[1]) : 0;
   };
+  /** Waits until lane `l` has a dead letter. */
+  const deadLettered = (l: string, timeoutMs: number): Promise<void> =>
+    waitUntil(
+      'the dead letter',
+      async () => (await deadLetters(t.redis, t.config.redisKeyRoot)).some((job) => job.data.lane === l),
+      timeoutMs,
+    );
 
   it('is retried, then dead-lettered with the apology, and the chat answers its next message', async () => {
     const from = '971500015100';
@@ -289,11 +312,7 @@ describe('a turn that keeps throwing', () => {
     await t.redis.rpush(t.keys.inbox(l), '{"kind":"message", not json');
     await t.redis.zadd(t.keys.pending, Date.now(), l);
     expect((await t.postSigned(textPayload({ from, text: 'first' }))).status).toBe(200);
-    await waitUntil(
-      'the dead letter',
-      async () => (await deadLetters(t.redis, t.config.redisKeyRoot)).some((job) => job.data.lane === l),
-      30_000,
-    );
+    await deadLettered(l, 30_000);
     const entry = (await deadLetters(t.redis, t.config.redisKeyRoot)).find((job) => job.data.lane === l)!.data;
     // The unreadable item is left out: re-running it would only fail again.
     expect(entry).toMatchObject({ reason: 'turn_failed', failures: 5 });
@@ -328,11 +347,7 @@ describe('a turn that keeps throwing', () => {
     const late = textMessage({ from, text: 'written yesterday' });
     late.timestamp = String(Math.floor(Date.now() / 1000) - 25 * 3600);
     expect((await t.postSigned(envelope({ messages: [late] }))).status).toBe(200);
-    await waitUntil(
-      'the dead letter',
-      async () => (await deadLetters(t.redis, t.config.redisKeyRoot)).some((job) => job.data.lane === l),
-      30_000,
-    );
+    await deadLettered(l, 30_000);
     await waitUntil(
       'the refused apology',
       async () => (await metric('tawasul_window_closed_total{source="notice"}')) > refused,
@@ -393,11 +408,7 @@ describe('a turn that keeps throwing', () => {
     // (3 s) it would wait that long and a sweep more.
     expect(counted[1] - counted[0]).toBeLessThan(2500);
     expect(releases).toBeGreaterThanOrEqual(2);
-    await waitUntil(
-      'the dead letter',
-      async () => (await deadLetters(t.redis, t.config.redisKeyRoot)).some((job) => job.data.lane === l),
-      30_000,
-    );
+    await deadLettered(l, 30_000);
   }, 60_000);
 
   it('a worker past its own lease deadline dead-letters nothing and sends no apology: the next holder does, once', async () => {
@@ -416,11 +427,7 @@ describe('a turn that keeps throwing', () => {
     });
     try {
       await poison(from);
-      await waitUntil(
-        'the dead letter',
-        async () => (await deadLetters(t.redis, t.config.redisKeyRoot)).some((job) => job.data.lane === l),
-        20_000,
-      );
+      await deadLettered(l, 20_000);
     } finally {
       spy.mockRestore();
     }
@@ -447,11 +454,7 @@ describe('a turn that keeps throwing', () => {
     });
     try {
       await poison(from);
-      await waitUntil(
-        'the dead letter',
-        async () => (await deadLetters(t.redis, t.config.redisKeyRoot)).some((job) => job.data.lane === l),
-        20_000,
-      );
+      await deadLettered(l, 20_000);
       // The commit comes after the dead letter: the spy stays until it has run.
       await waitUntil('the commit', () => Promise.resolve(committed), 20_000);
     } finally {
@@ -507,13 +510,7 @@ describe('a Redis blip in the middle of a turn', () => {
 describe('the holding message', () => {
   let bot: BotCluster;
 
-  beforeAll(async () => {
-    bot = await BotCluster.start({ workers: 0 });
-  });
-
-  afterAll(async () => {
-    await bot?.close();
-  });
+  botPerSuite({ workers: 0 }, (started) => (bot = started));
 
   it('has an outbound record: its statuses are applied, not counted as orphans, and it is costed', async () => {
     const from = '971500015300';
@@ -531,19 +528,6 @@ describe('the holding message', () => {
     expect(await bot.metric('tawasul_orphan_statuses_total')).toBe(orphans);
   }, 60_000);
 
-  /** The LLM step of a turn of one text message, run by hand under `lease`. */
-  const llmTurn = (lease: Lease, from: string, turnId: string = randomUUID()): TurnContext => ({
-    lease,
-    turn: { id: turnId, startedAt: Date.now(), attempts: 0, sendFailures: 0, pairRateFailures: 0 },
-    items: [],
-    plan: planTurn([interpretMessage(textMessage({ from, text: 'are you open?' }))]),
-    state: {},
-    history: [],
-    handoff: { state: 'bot' },
-    language: 'en',
-    to: from,
-  });
-
   it('is not sent by a worker past its own lease deadline, even while Redis still says the lease is its', async () => {
     const from = '971500015301';
     const l = chatLane(TEST_PHONE_NUMBER_ID, from);
@@ -553,7 +537,7 @@ describe('the holding message', () => {
     // The deadline passes while the LLM answers, as if the process froze meanwhile.
     lease.validUntil = performance.now() + 300;
     const sends = bot.graph.sends().length;
-    const step = await bot.receiver.app.get(LlmStep, { strict: false }).run(llmTurn(lease, from));
+    const step = await bot.receiver.app.get(LlmStep, { strict: false }).run(textTurn(lease, from, 'are you open?'));
     expect(step).toEqual({ kind: 'outcome', outcome: { kind: 'lost' } });
     expect(await bot.redis.pttl(bot.receiver.keys.lease(l))).toBeGreaterThan(0);
     expect(bot.graph.sends()).toHaveLength(sends);
@@ -565,13 +549,7 @@ describe('the holding message', () => {
 describe('LLM slots', () => {
   let bot: BotCluster;
 
-  beforeAll(async () => {
-    bot = await BotCluster.start({ workers: 0 });
-  });
-
-  afterAll(async () => {
-    await bot?.close();
-  });
+  botPerSuite({ workers: 0 }, (started) => (bot = started));
 
   it('are held by the turn plus the fence: a stalled attempt and the one that took its turn over hold two', async () => {
     const from = '971500015310';
@@ -584,17 +562,7 @@ describe('LLM slots', () => {
     await bot.redis.del(bot.receiver.keys.lease(l));
     const takeover = (await store.acquire(l))!;
     const turnId = randomUUID();
-    const turn = (lease: Lease): TurnContext => ({
-      lease,
-      turn: { id: turnId, startedAt: Date.now(), attempts: 0, sendFailures: 0, pairRateFailures: 0 },
-      items: [],
-      plan: planTurn([interpretMessage(textMessage({ from, text: 'slots' }))]),
-      state: {},
-      history: [],
-      handoff: { state: 'bot' },
-      language: 'en',
-      to: from,
-    });
+    const turn = (lease: Lease): TurnContext => textTurn(lease, from, 'slots', turnId);
     bot.llm.latencyMs = 1500;
     const step = app.get(LlmStep, { strict: false });
     // The frozen worker resumes with the LLM call it was about to make, beside the new holder's.
@@ -613,13 +581,7 @@ describe('LLM slots', () => {
 describe('a flood of messages from one chat', () => {
   let t: TestApp;
 
-  beforeAll(async () => {
-    t = await startTestApp({ BSP_PROVIDER: 'sandbox', TURN_DEBOUNCE_MS: '0', MARK_READ: 'false' });
-  });
-
-  afterAll(async () => {
-    await t?.close();
-  });
+  sandboxAppPerSuite('0', (app) => (t = app));
 
   const repliesTo = async (to: string): Promise<number> =>
     (await t.redis.lrange(`${t.config.redisKeyRoot}:sandbox:outbox`, 0, -1)).filter(

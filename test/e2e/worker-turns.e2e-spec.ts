@@ -2,7 +2,8 @@ import { RedisConversationStore } from '../../src/conversation/redis-conversatio
 import { AppLogger } from '../../src/logging/app-logger';
 import { RedisConnections } from '../../src/redis/redis-connections.service';
 import { DedupStore } from '../../src/dedup/dedup.store';
-import { BotCluster } from '../utils/bot-cluster';
+import { type BotCluster } from '../utils/bot-cluster';
+import { botPerSuite } from '../utils/bot-suite';
 import { envelope, nowSeconds, textMessage, textPayload } from '../utils/meta-payloads';
 
 /**
@@ -13,17 +14,29 @@ import { envelope, nowSeconds, textMessage, textPayload } from '../utils/meta-pa
 describe('worker turns with three worker processes', () => {
   let bot: BotCluster;
 
-  beforeAll(async () => {
-    bot = await BotCluster.start({ workers: 3 });
-  }, 120_000);
+  botPerSuite({ workers: 3 }, (started) => (bot = started), 120_000);
 
-  afterAll(async () => {
-    await bot?.close();
-  });
+  /** `from` writes `text`; waits until `sends` sends went out in all and the bot is quiet. */
+  async function writesAndIsAnswered(from: string, text: string, sends: number): Promise<void> {
+    await bot.post(textPayload({ from, text }));
+    await bot.graph.waitForSends(sends, 20_000);
+    await bot.waitQuiet();
+  }
 
-  beforeEach(() => {
-    bot.llm.reset();
-    bot.graph.reset();
+  /** What the LLM is sent after the system prompt: `first`, its echo, then `next`. */
+  const echoedThen = (first: string, next: string): { role: string; content: string }[] => [
+    { role: 'user', content: first },
+    { role: 'assistant', content: `Echo: ${first}` },
+    { role: 'user', content: next },
+  ];
+
+  /** The system message Meta sends when `from` changes its number to `to`. */
+  const numberChange = (from: string, to: string): Record<string, unknown> => ({
+    from,
+    id: `wamid.NC${Date.now()}`,
+    timestamp: nowSeconds(),
+    type: 'system',
+    system: { body: `User changed from ${from} to ${to}`, wa_id: to, type: 'user_changed_number' },
   });
 
   it('one message gets one reply, from the LLM, to the sender', async () => {
@@ -60,19 +73,11 @@ describe('worker turns with three worker processes', () => {
 
   it('the next turn sees the history, in order, as user/assistant messages', async () => {
     const from = '971500000103';
-    await bot.post(textPayload({ from, text: 'first question' }));
-    await bot.graph.waitForSends(1, 20_000);
-    await bot.waitQuiet();
-    await bot.post(textPayload({ from, text: 'second question' }));
-    await bot.graph.waitForSends(2, 20_000);
-    await bot.waitQuiet();
+    await writesAndIsAnswered(from, 'first question', 1);
+    await writesAndIsAnswered(from, 'second question', 2);
     const second = bot.llm.requests[1].body.messages;
     expect(second[0].role).toBe('system');
-    expect(second.slice(1)).toEqual([
-      { role: 'user', content: 'first question' },
-      { role: 'assistant', content: 'Echo: first question' },
-      { role: 'user', content: 'second question' },
-    ]);
+    expect(second.slice(1)).toEqual(echoedThen('first question', 'second question'));
   });
 
   it('with a slow LLM, back-to-back messages of one chat never overlap and keep their order', async () => {
@@ -109,15 +114,11 @@ describe('worker turns with three worker processes', () => {
     const long = Array.from({ length: 90 }, (_, i) => `Sentence ${i} ${'x'.repeat(88)}.`).join(' ');
     bot.llm.reply = (body) =>
       body.messages[body.messages.length - 1].content.startsWith('مرحبا') ? 'أهلاً وسهلاً' : long;
-    await bot.post(textPayload({ from, text: 'مرحبا، هل يمكنني حجز موعد؟' }));
-    await bot.graph.waitForSends(1, 20_000);
-    await bot.waitQuiet();
+    await writesAndIsAnswered(from, 'مرحبا، هل يمكنني حجز موعد؟', 1);
     expect(bot.llm.requests[0].body.messages.at(-1)!.content).toBe('مرحبا، هل يمكنني حجز موعد؟');
     expect(bot.sentTexts(from)).toEqual(['أهلاً وسهلاً']);
     bot.graph.reset();
-    await bot.post(textPayload({ from, text: 'tell me everything' }));
-    await bot.graph.waitForSends(3, 20_000);
-    await bot.waitQuiet();
+    await writesAndIsAnswered(from, 'tell me everything', 3);
     const parts = bot.sentTexts(from);
     expect(parts.length).toBeGreaterThanOrEqual(3);
     for (const part of parts) expect(part.length).toBeLessThanOrEqual(4096);
@@ -154,28 +155,14 @@ describe('worker turns with three worker processes', () => {
   it('a number change moves the chat history to the new number', async () => {
     const from = '971500000107';
     const to = '971500000108';
-    await bot.post(textPayload({ from, text: 'remember me' }));
-    await bot.graph.waitForSends(1, 20_000);
-    await bot.waitQuiet();
-    const change = {
-      from,
-      id: `wamid.NC${Date.now()}`,
-      timestamp: nowSeconds(),
-      type: 'system',
-      system: { body: `User changed from ${from} to ${to}`, wa_id: to, type: 'user_changed_number' },
-    };
+    await writesAndIsAnswered(from, 'remember me', 1);
+    const change = numberChange(from, to);
     await bot.post(envelope({ messages: [change] }));
     await bot.waitQuiet();
     expect(bot.sentTexts()).toHaveLength(1);
-    await bot.post(textPayload({ from: to, text: 'it is me again' }));
-    await bot.graph.waitForSends(2, 20_000);
-    await bot.waitQuiet();
+    await writesAndIsAnswered(to, 'it is me again', 2);
     const last = bot.llm.requests[bot.llm.requests.length - 1].body.messages;
-    expect(last.slice(1)).toEqual([
-      { role: 'user', content: 'remember me' },
-      { role: 'assistant', content: 'Echo: remember me' },
-      { role: 'user', content: 'it is me again' },
-    ]);
+    expect(last.slice(1)).toEqual(echoedThen('remember me', 'it is me again'));
   });
 
   it('a number change learnt in a turn that also answers commits that turn to the new number', async () => {
@@ -187,17 +174,9 @@ describe('worker turns with three worker processes', () => {
         const { role, text } = JSON.parse(raw) as { role: string; text: string };
         return { role, text };
       });
-    await bot.post(textPayload({ from, text: 'remember me' }));
-    await bot.graph.waitForSends(1, 20_000);
-    await bot.waitQuiet();
+    await writesAndIsAnswered(from, 'remember me', 1);
     // One webhook, one turn: a message and the number change after it.
-    const change = {
-      from,
-      id: `wamid.NC${Date.now()}`,
-      timestamp: nowSeconds(),
-      type: 'system',
-      system: { body: `User changed from ${from} to ${to}`, wa_id: to, type: 'user_changed_number' },
-    };
+    const change = numberChange(from, to);
     await bot.post(envelope({ messages: [textMessage({ from, text: 'my number changes now' }), change] }));
     await bot.graph.waitForSends(2, 20_000);
     await bot.waitQuiet();
@@ -223,9 +202,7 @@ describe('worker turns with three worker processes', () => {
     expect(bot.llm.requests).toHaveLength(0);
     expect(bot.sentTexts(from)).toEqual([]);
     await bot.redis.del(handoff);
-    await bot.post(textPayload({ from, text: 'hello again' }));
-    await bot.graph.waitForSends(1, 20_000);
-    await bot.waitQuiet();
+    await writesAndIsAnswered(from, 'hello again', 1);
     expect(bot.llm.requests[0].body.messages.slice(1)).toEqual([
       { role: 'user', content: 'are you there?' },
       { role: 'user', content: 'hello again' },

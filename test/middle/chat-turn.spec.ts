@@ -1,10 +1,8 @@
 import { BspSendError } from '../../src/bsp/bsp-send.error';
 import { partKey } from '../../src/conversation/reply-sender';
 import { LlmError } from '../../src/llm/llm.client';
-import { chatLane, laneParts } from '../../src/queue/lanes';
 import { laneItem, messageItem } from '../utils/ingest-items';
-import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
-import { counted, type TurnWorld, turnWorld } from './turn-module';
+import { counted, type TurnWorld, turnWorldPerTest } from './turn-module';
 
 /**
  * ChatTurnService's main paths on the in-memory store, from the lane's inbox to the commit: what
@@ -12,19 +10,11 @@ import { counted, type TurnWorld, turnWorld } from './turn-module';
  */
 describe('ChatTurnService', () => {
   let w: TurnWorld;
-  let seq = 0;
+  let seq: number;
   let lane: string;
   let to: string;
 
-  beforeEach(async () => {
-    w = await turnWorld();
-    lane = chatLane(TEST_PHONE_NUMBER_ID, `9715030${String(seq++).padStart(5, '0')}`);
-    to = laneParts(lane).sender;
-  });
-
-  afterEach(async () => {
-    await w.close();
-  });
+  turnWorldPerTest('9715030', (test) => ({ w, seq, lane, to } = test));
 
   const texts = () => w.bsp.accepted.map((send) => send.body);
   const history = async () => (await w.store.readChat(lane)).history.map((h) => [h.role, h.text]);

@@ -1,10 +1,10 @@
 import { BspSendError } from '../../src/bsp/bsp-send.error';
 import { partKey, SEND_GIVE_UP_MS } from '../../src/conversation/reply-sender';
 import { type Lease, type TurnMeta } from '../../src/conversation/turn.types';
-import { chatLane, laneParts, statusLane } from '../../src/queue/lanes';
+import { statusLane } from '../../src/queue/lanes';
 import { laneItem } from '../utils/ingest-items';
 import { TEST_PHONE_NUMBER_ID } from '../utils/test-env';
-import { counted, type TurnWorld, turnWorld } from './turn-module';
+import { counted, type TurnWorld, turnWorldPerTest } from './turn-module';
 
 /**
  * ReplySender on the in-memory store: the order of the parts, the ack that stops a resend, the
@@ -12,19 +12,11 @@ import { counted, type TurnWorld, turnWorld } from './turn-module';
  */
 describe('ReplySender', () => {
   let w: TurnWorld;
-  let seq = 0;
+  let seq: number;
   let lane: string;
   let to: string;
 
-  beforeEach(async () => {
-    w = await turnWorld();
-    lane = chatLane(TEST_PHONE_NUMBER_ID, `9715020${String(seq++).padStart(5, '0')}`);
-    to = laneParts(lane).sender;
-  });
-
-  afterEach(async () => {
-    await w.close();
-  });
+  turnWorldPerTest('9715020', (test) => ({ w, seq, lane, to } = test));
 
   /** A decided reply, stored and locked as ChatTurnService leaves it before the first send. */
   async function decided(...parts: string[]): Promise<{ lease: Lease; turn: TurnMeta }> {

@@ -39,13 +39,14 @@ import { SystemPromptLoader } from '../../src/llm/system-prompt.loader';
 import { AppLogger } from '../../src/logging/app-logger';
 import { LogHasher } from '../../src/logging/log-hasher';
 import { MetricsService } from '../../src/metrics/metrics.service';
+import { chatLane, laneParts } from '../../src/queue/lanes';
 import { DEAD_LETTERS_QUEUE } from '../../src/queue/queue.constants';
 import { RedisConnections } from '../../src/redis/redis-connections.service';
 import { RedisKeys } from '../../src/redis/redis-keys';
 import { Clock } from '../../src/time/clock';
 import { InMemoryConversationStore } from '../utils/in-memory-conversation.store';
 import { InMemoryOutboundRecords, RecordingCostLedger } from '../utils/in-memory-outbound-records';
-import { testEnv } from '../utils/test-env';
+import { TEST_PHONE_NUMBER_ID, testEnv } from '../utils/test-env';
 
 /** What the fake LLM answers next: a text, a failure, or whatever a step of the test decides. */
 export type LlmAnswer = string | LlmError | ((request: LlmRequest) => Promise<string> | string);
@@ -270,6 +271,35 @@ export async function turnWorld(env: Record<string, string> = {}): Promise<TurnW
     until: (at) => store.elapse(Math.max(0, at - store.clock.now())),
     close: () => moduleRef.close(),
   };
+}
+
+/** One test's world and the chat it talks in. */
+export interface TurnTest {
+  w: TurnWorld;
+  /** The test's number in its block, from 1: for ids that must differ from one test to the next. */
+  seq: number;
+  /** A chat lane no other test of the block uses. */
+  lane: string;
+  /** The lane's sender, whom the replies go to. */
+  to: string;
+}
+
+/**
+ * A fresh world for each test of the enclosing describe block, closed after it, and a chat lane of
+ * its own (senders `${senderPrefix}00000`, `${senderPrefix}00001`, …). `started` receives them, for
+ * the block's own variables.
+ */
+export function turnWorldPerTest(senderPrefix: string, started: (test: TurnTest) => void): void {
+  let seq = 0;
+  let w: TurnWorld | undefined;
+  beforeEach(async () => {
+    w = await turnWorld();
+    const lane = chatLane(TEST_PHONE_NUMBER_ID, `${senderPrefix}${String(seq++).padStart(5, '0')}`);
+    started({ w, seq, lane, to: laneParts(lane).sender });
+  });
+  afterEach(async () => {
+    await w?.close();
+  });
 }
 
 /** A counter's value for these labels (0 when never counted). */

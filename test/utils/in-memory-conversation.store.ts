@@ -9,6 +9,7 @@ import {
   type TurnCommit,
   TURN_TIMINGS_KEPT,
 } from '../../src/conversation/conversation.store';
+import { chatStateFields, handoffFields, parseChatState, parseHandoff } from '../../src/conversation/chat-fields';
 import { interpretMessage } from '../../src/conversation/inbound-content';
 import {
   type ChatState,
@@ -285,7 +286,7 @@ export class InMemoryConversationStore extends ConversationStore {
   }
 
   saveChat(lease: Lease, chat: ChatLane, state: Partial<ChatState>): Promise<boolean> {
-    const fields = stateFields(state);
+    const fields = chatStateFields(state);
     if (Object.keys(fields).length === 0) return Promise.resolve(true);
     if (!this.holds(lease)) return Promise.resolve(false);
     this.data.setFields(this.keys.chat(chat), fields);
@@ -327,7 +328,7 @@ export class InMemoryConversationStore extends ConversationStore {
       this.data.setList(key, [JSON.stringify(commit.timing), ...this.data.list(key)].slice(0, TURN_TIMINGS_KEPT));
       this.data.expire(key, historyTtlMs);
     }
-    const fields = stateFields(commit?.state ?? {});
+    const fields = chatStateFields(commit?.state ?? {});
     if (Object.keys(fields).length > 0) {
       const key = this.keys.chat(chatKey);
       this.data.setFields(key, fields);
@@ -353,11 +354,7 @@ export class InMemoryConversationStore extends ConversationStore {
     const ttl = handoff.state === 'bot' ? 0 : Math.min(Math.ceil(ttlSeconds), HANDOFF_MAX_SECONDS);
     this.data.del(key);
     if (ttl > 0) {
-      this.data.setFields(key, {
-        state: handoff.state,
-        since: String(handoff.since ?? Date.now()),
-        ...(handoff.conversationId && { conversationId: handoff.conversationId }),
-      });
+      this.data.setFields(key, handoffFields(handoff));
       this.data.expire(key, ttl * 1000);
     }
     return Promise.resolve(true);
@@ -413,12 +410,9 @@ export class InMemoryConversationStore extends ConversationStore {
   readChat(chat: ChatLane): Promise<{ state: ChatState; history: HistoryEntry[]; handoff: Handoff }> {
     const handoff = this.data.hash(this.keys.handoff(chat));
     return Promise.resolve({
-      state: parseState(this.data.hash(this.keys.chat(chat))),
+      state: parseChatState(this.data.hash(this.keys.chat(chat))),
       history: this.data.list(this.keys.history(chat)).map((raw) => JSON.parse(raw) as HistoryEntry),
-      handoff:
-        handoff.state === 'human'
-          ? { state: 'human', conversationId: handoff.conversationId, since: Number(handoff.since) || undefined }
-          : { state: 'bot' },
+      handoff: parseHandoff(handoff),
     });
   }
 
@@ -493,24 +487,4 @@ function joinClass(raw: string): 'a' | 'one' | 'm' {
     // Unreadable: a message as far as joining goes; the turn that reads it fails visibly.
   }
   return 'm';
-}
-
-function stateFields(state: Partial<ChatState>): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (const [key, value] of Object.entries(state)) {
-    if (value === undefined) continue;
-    fields[key] = typeof value === 'boolean' ? (value ? '1' : '0') : String(value);
-  }
-  return fields;
-}
-
-function parseState(fields: Record<string, string>): ChatState {
-  const state: ChatState = {};
-  if (fields.lastInboundTs) state.lastInboundTs = Number(fields.lastInboundTs);
-  if (fields.language === 'ar' || fields.language === 'en') state.language = fields.language;
-  if (fields.holding) state.holding = fields.holding === '1';
-  if (fields.windowClosed) state.windowClosed = fields.windowClosed === '1';
-  if (fields.name) state.name = fields.name;
-  if (fields.reengagedFor) state.reengagedFor = Number(fields.reengagedFor);
-  return state;
 }
