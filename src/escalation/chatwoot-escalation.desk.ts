@@ -16,6 +16,9 @@ import {
 } from './escalation-desk';
 
 export const DEFAULT_CHATWOOT_TIMEOUT_MS = 10_000;
+
+/** A wa_id that makes an E.164 number with a '+' in front: what Chatwoot accepts as a phone. */
+const E164_DIGITS = /^[1-9]\d{1,14}$/;
 /** Optional provider of ChatwootDeskOptions; without it the defaults apply. */
 export const CHATWOOT_DESK_OPTIONS = 'CHATWOOT_DESK_OPTIONS';
 
@@ -171,7 +174,9 @@ export class ChatwootEscalationDesk extends EscalationDesk implements OnApplicat
     const body = {
       inbox_id: this.inboxId,
       ...(contact.name ? { name: contact.name } : {}),
-      phone_number: `+${waId}`,
+      // Chatwoot refuses (422) a phone number that is not E.164; a sender known only by its
+      // business-scoped id, or an odd one, is still a contact, found again by its identifier.
+      ...(E164_DIGITS.test(waId) ? { phone_number: `+${waId}` } : {}),
       identifier: `wa:${waId}`,
       custom_attributes: { wa_id: waId },
     };

@@ -227,6 +227,16 @@ describe('ensureConversation', () => {
     expect(fake.conversations()).toHaveLength(4);
   });
 
+  it('a wa_id that is no E.164 number (a leading 0, too long) makes a contact without a phone, not a 422', async () => {
+    for (const waId of ['03', '9'.repeat(16)]) {
+      const result = await makeDesk().ensureConversation({ ...PATIENT, waId }, 'user_requested');
+      const contact = fake.contacts().find((c) => c.identifier === `wa:${waId}`);
+      expect(contact).toMatchObject({ identifier: `wa:${waId}`, phoneNumber: null, customAttributes: { wa_id: waId } });
+      expect(result.contactId).toBe(String(contact!.id));
+    }
+    expect(fake.requestsOf('contact_create').map((r) => 'phone_number' in (r.body as object))).toEqual([false, false]);
+  });
+
   it('rejects a wa_id that is not digits without calling Chatwoot', async () => {
     expect((await failure(makeDesk().ensureConversation({ ...PATIENT, waId: '+971 50' }, 'r'))).kind).toBe('rejected');
     expect(fake.requests).toHaveLength(0);
@@ -370,8 +380,9 @@ describe('errors', () => {
     });
     expect(await failure(desk.postMessage('1', post))).toMatchObject({ kind: 'rejected', status: 422 });
 
-    // Chatwoot refuses a phone that is not E.164: the contact create fails for good.
-    expect((await failure(desk.ensureConversation({ ...PATIENT, waId: '0123' }, 'r'))).kind).toBe('rejected');
+    // A contact Chatwoot refuses for good (a 422 that is not a collision with an existing one).
+    fake.fail(1, { on: 'contact_create', status: 422, body: { message: 'Name is too long', attributes: ['name'] } });
+    expect((await failure(desk.ensureConversation({ ...PATIENT, waId: '971500000777' }, 'r'))).kind).toBe('rejected');
 
     fake.fail(1, { on: 'message_create', status: 200, body: '<html>login</html>' });
     expect((await failure(desk.postMessage('1', post))).kind).toBe('unavailable');
