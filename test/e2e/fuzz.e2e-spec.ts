@@ -40,7 +40,8 @@ import { TEST_PHONE_NUMBER_ID, TEST_VERIFY_TOKEN } from '../utils/test-env';
  * has its route's error shape; after each block, fresh and fuzzed chats still get their replies
  * and nothing was dead-lettered or failed a turn.
  *
- * FUZZ_SEED replays a failure (fast-check prints its seed and path; FUZZ_PATH narrows to the case);
+ * FUZZ_SEED replays a run (its seed is printed first, `fuzz seed N`; a property's failure also
+ * prints its path, and FUZZ_PATH narrows to the case);
  * FUZZ_RUNS sets the runs of the cheap properties (the costly ones run a fraction of it).
  */
 

@@ -17,16 +17,30 @@ import fc, { type Arbitrary, type Parameters as FcParameters } from 'fast-check'
  */
 export function fuzzParams<T>(defaultRuns: number, scale = 1): FcParameters<T> {
   const runs = Number(process.env.FUZZ_RUNS) || defaultRuns;
-  const seed = process.env.FUZZ_SEED;
   return {
     numRuns: Math.max(1, Math.round(runs * scale)),
-    ...(seed !== undefined && seed !== '' && { seed: Number(seed) }),
+    seed: runSeed(),
     ...(process.env.FUZZ_PATH && { path: process.env.FUZZ_PATH }),
     // Shrinking replays a failing input dozens of times against a live app: a bound keeps a real
     // failure from using up the whole test timeout before it is reported.
     interruptAfterTimeLimit: 40_000,
     markInterruptAsFailure: false,
   };
+}
+
+let seedOfThisRun: number | undefined;
+
+/**
+ * One seed for every property of a run: FUZZ_SEED, or a fresh one printed once. A check that runs
+ * after the properties (nothing poisoned, no dead letter) cannot name the input that broke it, but
+ * the run's seed replays every property of the file as it ran.
+ */
+function runSeed(): number {
+  if (seedOfThisRun !== undefined) return seedOfThisRun;
+  const given = process.env.FUZZ_SEED;
+  seedOfThisRun = given !== undefined && given !== '' ? Number(given) : Math.floor(Math.random() * 2 ** 31);
+  process.stdout.write(`fuzz seed ${seedOfThisRun} (replay: FUZZ_SEED=${seedOfThisRun})\n`);
+  return seedOfThisRun;
 }
 
 /** `value` as fast-check prints it in a counterexample: a closure alone would hide what it captured. */
