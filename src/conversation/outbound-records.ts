@@ -32,6 +32,20 @@ export interface SentPart {
 
 export type SendOrigin = 'reply' | 'api' | 'notice';
 
+/** A sent part's record as every adapter stores it (a flat map of strings: a Redis hash). */
+export function recordFields(part: SentPart, usd: number, at: number): Record<string, string> {
+  return {
+    lane: part.lane,
+    turn: part.turnId,
+    part: part.partKey,
+    mode: part.mode,
+    category: part.category,
+    origin: part.origin ?? 'reply',
+    estimateUsd: String(usd),
+    sentAt: String(at),
+  };
+}
+
 export interface StatusUpdate {
   wamid: string;
   status: string;

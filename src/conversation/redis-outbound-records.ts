@@ -11,6 +11,7 @@ import {
   OutboundRecords,
   RECORD_TTL_S,
   type RecordedStatus,
+  recordFields,
   type SentPart,
 } from './outbound-records';
 import { type Lease } from './turn.types';
@@ -79,16 +80,7 @@ export class RedisOutboundRecords extends OutboundRecords {
     const multi = this.redis
       .multi()
       .set(this.keys.partAck(part.partKey), part.wamid, 'EX', RECORD_TTL_S)
-      .hset(record, {
-        lane: part.lane,
-        turn: part.turnId,
-        part: part.partKey,
-        mode: part.mode,
-        category: part.category,
-        origin: part.origin ?? 'reply',
-        estimateUsd: usd,
-        sentAt: at,
-      }) as ChainableWithChatCost;
+      .hset(record, recordFields(part, usd, at)) as ChainableWithChatCost;
     await multi
       .tsChatCost(
         record,

@@ -6,6 +6,7 @@ import {
   OutboundRecords,
   RECORD_TTL_S,
   type RecordedStatus,
+  recordFields,
   type SentPart,
 } from '../../src/conversation/outbound-records';
 import { type Lease } from '../../src/conversation/turn.types';
@@ -47,16 +48,7 @@ export class InMemoryOutboundRecords extends OutboundRecords {
   protected writeSent(part: SentPart, usd: number, at: number): Promise<void> {
     this.data.setString(this.keys.partAck(part.partKey), part.wamid, RECORD_TTL_MS);
     const key = this.keys.outbound(part.wamid);
-    this.data.setFields(key, {
-      lane: part.lane,
-      turn: part.turnId,
-      part: part.partKey,
-      mode: part.mode,
-      category: part.category,
-      origin: part.origin ?? 'reply',
-      estimateUsd: String(usd),
-      sentAt: String(at),
-    });
+    this.data.setFields(key, recordFields(part, usd, at));
     const costKey = this.keys.chatCost(part.lane);
     if (!this.data.hash(key).chatCounted) {
       this.data.setFields(key, { chatCounted: '1' });
