@@ -315,6 +315,7 @@ export class ChatTurnService {
     extraState: Partial<ChatState> = {},
     mirror = false,
   ): Promise<RunOutcome> {
+    await this.llmStep.leaveLine(ctx.lease.lane, ctx.turn);
     const now = Date.now();
     const history: HistoryEntry[] = [];
     if (ctx.plan.texts.length > 0) {

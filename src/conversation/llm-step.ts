@@ -4,7 +4,7 @@ import { BspClient } from '../bsp/bsp.client';
 import { AppConfig } from '../config/app-config';
 import { CannedMessages } from '../llm/canned-messages';
 import { WakeUpService } from '../dedup/wake-up.service';
-import { LlmConcurrencyLimiter, SLOT_RECHECK_MS } from '../llm/llm-concurrency.limiter';
+import { LlmConcurrencyLimiter, SLOT_RECHECK_MS, type SlotWaiter } from '../llm/llm-concurrency.limiter';
 import { LlmError, LlmClient, type LlmRequest } from '../llm/llm.client';
 import { buildLlmRequest, halveHistory } from '../llm/llm-request.builder';
 import { SystemPromptLoader } from '../llm/system-prompt.loader';
@@ -89,11 +89,13 @@ export class LlmStep {
         }
         if (!(await this.limiter.tryAcquire(holder, lease.lane))) {
           // In line for a slot: a released slot wakes this chat; the recheck only covers a lost wake.
+          turn.inLine = true;
           const at = Date.now() + SLOT_RECHECK_MS + Math.floor(Math.random() * 1000);
           return { kind: 'outcome', outcome: deferredOrLost(await this.store.defer(lease, at, turn), at) };
         }
         if (!holding && turn.attempts === 0 && !turn.toolRounds?.length) this.markRead(ctx);
         holding = true;
+        turn.inLine = false;
         try {
           const tools = this.actions.tools(turn);
           const reply = await this.llm.complete({
@@ -123,7 +125,17 @@ export class LlmStep {
 
   /** Frees the slot and wakes the chats first in line for it (their `q` wake-ups run at once). */
   private async releaseSlot(holder: string): Promise<void> {
-    const next = await this.limiter.release(holder);
+    await this.wakeFirstInLine(await this.limiter.release(holder));
+  }
+
+  /** A turn that waited in line for a slot ends without it: out of the line, and wake who is next. */
+  async leaveLine(lane: string, turn: TurnMeta): Promise<void> {
+    if (!turn.inLine) return;
+    turn.inLine = false;
+    await this.wakeFirstInLine(await this.limiter.leaveLine(lane));
+  }
+
+  private async wakeFirstInLine(next: SlotWaiter[]): Promise<void> {
     if (next.length === 0) return;
     await this.wakeUps
       .wake(next.map((waiter) => ({ lane: waiter.chat, tag: `${SLOT_WAKE_TAG}${waiter.since}` })))

@@ -74,6 +74,11 @@ export interface TurnMeta {
   configFailures?: number;
   /** Context-too-long retry used. */
   trimmed?: boolean;
+  /**
+   * Parked in line for an LLM slot. A turn that ends without asking again (handed over, erased
+   * messages, dead-lettered) leaves the line at its commit, or it would hold the head of the line.
+   */
+  inLine?: boolean;
   /** Send failures of the current part, for backoff. */
   sendFailures: number;
   /** 131056 failures, for the 4^n pair-rate delay. */

@@ -84,6 +84,23 @@ if free <= 0 then return {} end
 return redis.call('ZRANGE', KEYS[2], 0, free - 1, 'WITHSCORES')
 `;
 
+/**
+ * KEYS[1] slot holders   KEYS[2] waiting chats (score: place in line)   KEYS[3] waiting (last asked)
+ * ARGV[1] the chat leaving   ARGV[2] limit
+ * Takes the chat out of the line and returns the chats now first in line for the free slots, as
+ * RELEASE does: a chat that left from the head must not leave a free slot idle.
+ */
+const LEAVE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return {} end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
+if free <= 0 then return {} end
+return redis.call('ZRANGE', KEYS[2], 0, free - 1, 'WITHSCORES')
+`;
+
 /** KEYS[1] slot holders. Returns the number of unexpired holders. */
 const COUNT_SCRIPT = `
 local t = redis.call('TIME')
@@ -97,6 +114,7 @@ type LimiterClient = RedisClient & {
   tawasulLlmAcquire?: ScriptCommand;
   tawasulLlmCount?: ScriptCommand;
   tawasulLlmRelease?: (...keysAndArgs: (string | number)[]) => Promise<string[]>;
+  tawasulLlmLeave?: (...keysAndArgs: (string | number)[]) => Promise<string[]>;
 };
 
 /** A chat first in line for a slot that was just freed. */
@@ -147,6 +165,7 @@ export class LlmConcurrencyLimiter {
       client.defineCommand('tawasulLlmAcquire', { numberOfKeys: 4, lua: ACQUIRE_SCRIPT });
       client.defineCommand('tawasulLlmRelease', { numberOfKeys: 2, lua: RELEASE_SCRIPT });
       client.defineCommand('tawasulLlmCount', { numberOfKeys: 1, lua: COUNT_SCRIPT });
+      client.defineCommand('tawasulLlmLeave', { numberOfKeys: 3, lua: LEAVE_SCRIPT });
     }
     return client;
   }
@@ -193,12 +212,24 @@ export class LlmConcurrencyLimiter {
   async release(holderId: string): Promise<SlotWaiter[]> {
     try {
       const client = await this.ready();
-      const flat = await client.tawasulLlmRelease!(this.key, this.waitingKey, holderId, this.limit);
-      const waiters: SlotWaiter[] = [];
-      for (let i = 0; i + 1 < flat.length; i += 2) waiters.push({ chat: flat[i], since: flat[i + 1] });
-      return waiters;
+      return waitersOf(await client.tawasulLlmRelease!(this.key, this.waitingKey, holderId, this.limit));
     } catch (err) {
       this.logger.warn({ err }, 'could not release an llm slot; it will expire');
+      return [];
+    }
+  }
+
+  /**
+   * Takes `chat` out of the line (its turn ended without the LLM) and returns the chats now first
+   * in line for the free slots (wake them). Never rejects: a waiter that stops asking is forgotten
+   * after a while anyway.
+   */
+  async leaveLine(chat: string): Promise<SlotWaiter[]> {
+    try {
+      const client = await this.ready();
+      return waitersOf(await client.tawasulLlmLeave!(this.key, this.waitingKey, this.seenKey, chat, this.limit));
+    } catch (err) {
+      this.logger.warn({ err }, 'could not take a chat out of the llm line; it will be forgotten');
       return [];
     }
   }
@@ -224,4 +255,11 @@ export class LlmConcurrencyLimiter {
     await this.connecting;
     return client;
   }
+}
+
+/** Chat, place-in-line pairs as the scripts return them, flattened. */
+function waitersOf(flat: string[]): SlotWaiter[] {
+  const waiters: SlotWaiter[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) waiters.push({ chat: flat[i], since: flat[i + 1] });
+  return waiters;
 }

@@ -6,8 +6,9 @@ import { type RecordedLlmRequest } from '../fakes/fake-llm.server';
 import { randomUUID } from 'node:crypto';
 import { ConversationStore } from '../../src/conversation/conversation.store';
 import { interpretMessage, planTurn } from '../../src/conversation/inbound-content';
-import { LlmStep } from '../../src/conversation/llm-step';
-import { LlmConcurrencyLimiter, llmSlotsKey } from '../../src/llm/llm-concurrency.limiter';
+import { LlmStep, SLOT_WAKE_TAG } from '../../src/conversation/llm-step';
+import { WakeUpService } from '../../src/dedup/wake-up.service';
+import { LlmConcurrencyLimiter, llmSlotsKey, llmWaitingKey } from '../../src/llm/llm-concurrency.limiter';
 import { CannedMessages } from '../../src/llm/canned-messages';
 import { MAX_TURN_FAILURES } from '../../src/conversation/lane-runner';
 import { RedisConversationStore } from '../../src/conversation/redis-conversation.store';
@@ -576,6 +577,44 @@ describe('LLM slots', () => {
     expect(await limiter.held()).toBe(0);
     await store.release(takeover);
   }, 30_000);
+
+  it('a chat that leaves the line without the LLM (handed over) gives its place: the next in line is woken', async () => {
+    const [a, b] = ['971500015320', '971500015321'];
+    const app = bot.receiver.app;
+    const limiter = app.get(LlmConcurrencyLimiter, { strict: false });
+    const waiting = llmWaitingKey(bot.receiver.keys);
+    const inLine = async (from: string) =>
+      (await bot.redis.zscore(waiting, chatLane(TEST_PHONE_NUMBER_ID, from))) !== null;
+    const blockers = Array.from({ length: limiter.limit }, (_, i) => `blocker-${i}-${randomUUID()}`);
+    try {
+      for (const holder of blockers) expect(await limiter.tryAcquire(holder, holder, 120_000)).toBe(true);
+      expect((await bot.post(textPayload({ from: a, text: 'hello' }))).status).toBe(200);
+      await waitUntil('a in line', () => inLine(a), 10_000);
+      expect((await bot.post(textPayload({ from: b, text: 'hello' }))).status).toBe(200);
+      await waitUntil('b in line behind a', () => inLine(b), 10_000);
+      // a's parked turn takes this in: it now asks for a human, not for the LLM.
+      expect((await bot.post(textPayload({ from: a, text: 'I want to talk to a human' }))).status).toBe(200);
+
+      // One slot frees: a is first in line and is woken, as LlmStep wakes the first in line.
+      const next = await limiter.release(blockers.shift()!);
+      expect(next.map((w) => w.chat)).toEqual([chatLane(TEST_PHONE_NUMBER_ID, a)]);
+      await app
+        .get(WakeUpService, { strict: false })
+        .wake(next.map((w) => ({ lane: w.chat, tag: `${SLOT_WAKE_TAG}${w.since}` })));
+      // a is handed over without the LLM and leaves the line; b gets the slot at once, not when a
+      // is forgotten (30 s) or at its own recheck (10 s).
+      await waitUntil('b answered', () => Promise.resolve(bot.graph.sends().some((r) => r.body?.to === b)), 8_000);
+      expect(await inLine(a)).toBe(false);
+      expect(
+        await bot.redis.hget(
+          `${bot.receiver.config.redisKeyRoot}:chat:${chatLane(TEST_PHONE_NUMBER_ID, a)}:handoff`,
+          'state',
+        ),
+      ).toBe('human');
+    } finally {
+      for (const holder of blockers) await limiter.release(holder);
+    }
+  }, 40_000);
 });
 
 describe('a flood of messages from one chat', () => {

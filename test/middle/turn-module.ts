@@ -135,6 +135,10 @@ class FreeSlots {
   release(): Promise<[]> {
     return Promise.resolve([]);
   }
+
+  leaveLine(): Promise<[]> {
+    return Promise.resolve([]);
+  }
 }
 
 /** Wake-ups are BullMQ jobs: here they are only kept, for tests that care what was re-armed. */
