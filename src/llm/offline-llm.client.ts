@@ -7,6 +7,7 @@ import { LlmClient, LlmError, type LlmMessage, type LlmReply, type LlmRequest, t
 import { fillPlaceholders } from './placeholders';
 import {
   DAY_KEYS,
+  type DayKey,
   type FaqEntry,
   QUESTION_KEYS,
   type QuestionKey,
@@ -264,15 +265,8 @@ function pickedSlot(script: ReceptionistScript, text: string, slots: readonly Sl
   return rest.length === 0 || onlyOf(rest, script.words.pick) ? slot : undefined;
 }
 
-const WEEKDAYS: readonly (typeof DAY_KEYS)[number][] = [
-  'sunday',
-  'monday',
-  'tuesday',
-  'wednesday',
-  'thursday',
-  'friday',
-  'saturday',
-];
+/** Sunday first, as getUTCDay counts: DAY_KEYS after today and tomorrow. */
+const WEEKDAYS: readonly DayKey[] = DAY_KEYS.slice(2);
 const DAY_MS = 86_400_000;
 /** Where a negation word reaches: "not Thursday", "not on Thursday", "مش يوم الخميس". */
 const NEGATION_REACH = 2;
@@ -289,7 +283,7 @@ function clinicDay(ahead: number, now = Date.now()): string {
  */
 function wantedDay(script: ReceptionistScript, text: string, now = Date.now()): Wanted | undefined {
   const { negation } = script.words;
-  let day: { key: (typeof DAY_KEYS)[number]; at: number } | undefined;
+  let day: { key: DayKey; at: number } | undefined;
   let part: Wanted['part'];
   let offset = 0;
   // A clause at a time: in "no, tomorrow" the "no" answers the list, it does not strike out tomorrow.

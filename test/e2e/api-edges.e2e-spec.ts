@@ -288,17 +288,7 @@ describe('/v1 edges', () => {
   it('an agent’s reply is in GET /v1/conversations history with the role agent', async () => {
     const from = nextSender();
     expect((await bot.post(textPayload({ from, text: 'I need a human' }))).status).toBe(200);
-    let id = 0;
-    await bot.chatwoot.waitFor(
-      () => {
-        const contact = bot.chatwoot.contacts().find((c) => c.identifier === `wa:${from}`);
-        id = bot.chatwoot.conversations().find((c) => c.contactId === contact?.id)?.id ?? 0;
-        return id > 0 && bot.chatwoot.messagesOf(id).length >= 3;
-      },
-      30_000,
-      'the hand-over',
-    );
-    await bot.waitQuiet();
+    const { id } = await bot.handedOver(from);
     const content = 'Hello, this is Sara from the clinic.';
     expect((await bot.postChatwoot(agentMessage({ conversationId: id, content, waId: from }))).status).toBe(200);
     await waitUntil('the agent reply', () => bot.sentTexts(from).includes(content), 20_000);

@@ -182,17 +182,7 @@ describe('the bot on a three-master Redis Cluster', () => {
     await bot.graph.waitForSends(1, 20_000);
     await bot.waitQuiet();
     await bot.post(textPayload({ from, text: 'I want to file a complaint about my bill' }));
-    let id = 0;
-    await bot.chatwoot.waitFor(
-      () => {
-        const contact = bot.chatwoot.contacts().find((c) => c.identifier === `wa:${from}`);
-        id = bot.chatwoot.conversations().find((c) => c.contactId === contact?.id)?.id ?? 0;
-        return id > 0 && bot.chatwoot.messagesOf(id).length >= 5;
-      },
-      30_000,
-      `hand-over of ${from}`,
-    );
-    await bot.waitQuiet();
+    const { id } = await bot.handedOver(from, 5);
     const visible = bot.chatwoot
       .messagesOf(id)
       .filter((m) => !m.private)

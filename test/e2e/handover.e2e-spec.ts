@@ -51,21 +51,7 @@ describe('hand-over to Chatwoot', () => {
   });
 
   /** The conversation of a patient, once the hand-over is complete (set open after the history). */
-  async function handedOver(waId: string, messages: number): Promise<{ id: number; messages: FakeMessage[] }> {
-    let id = 0;
-    await bot.chatwoot.waitFor(
-      () => {
-        const contact = bot.chatwoot.contacts().find((c) => c.identifier === `wa:${waId}`);
-        const conversation = bot.chatwoot.conversations().find((c) => c.contactId === contact?.id);
-        id = conversation?.id ?? 0;
-        return id > 0 && bot.chatwoot.messagesOf(id).length >= messages;
-      },
-      30_000,
-      `hand-over of ${waId}`,
-    );
-    await bot.waitQuiet();
-    return { id, messages: bot.chatwoot.messagesOf(id) };
-  }
+  const handedOver = (waId: string, messages: number) => bot.handedOver(waId, messages);
 
   const visible = (messages: FakeMessage[]) =>
     messages.filter((m) => !m.private).map((m) => [m.messageType, m.content]);

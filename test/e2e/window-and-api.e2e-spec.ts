@@ -689,17 +689,7 @@ describe('an agent reply into a closed window, with REENGAGEMENT_TEMPLATE and Ch
   it('sends the re-engagement template once, and tells the agent to write again when the patient answers', async () => {
     const from = nextSender();
     expect((await bot.post(textPayload({ from, text: 'I need a human' }))).status).toBe(200);
-    let id = 0;
-    await bot.chatwoot.waitFor(
-      () => {
-        const contact = bot.chatwoot.contacts().find((c) => c.identifier === `wa:${from}`);
-        id = bot.chatwoot.conversations().find((c) => c.contactId === contact?.id)?.id ?? 0;
-        return id > 0 && bot.chatwoot.messagesOf(id).length >= 3;
-      },
-      30_000,
-      'the hand-over',
-    );
-    await bot.waitQuiet();
+    const { id } = await bot.handedOver(from);
     bot.receiver.app.get(Clock).advance(DAY + HOUR);
     bot.graph.reset();
     for (const content of ['Are you still there?', 'Please call us.']) {

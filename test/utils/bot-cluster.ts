@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { type Redis } from 'ioredis';
-import { FakeChatwootServer } from '../fakes/fake-chatwoot.server';
+import { FakeChatwootServer, type FakeMessage } from '../fakes/fake-chatwoot.server';
 import { FakeGraphServer } from '../fakes/fake-graph.server';
 import { FakeLlmServer } from '../fakes/fake-llm.server';
 import { TurnJob } from '../../src/queue/queue.constants';
@@ -112,6 +112,25 @@ export class BotCluster {
   get chatwoot(): FakeChatwootServer {
     if (!this.fakeChatwoot) throw new Error('BotCluster started without chatwoot: true');
     return this.fakeChatwoot;
+  }
+
+  /**
+   * Waits until `waId`'s chat is handed over to the fake Chatwoot with at least `messages` messages
+   * in its conversation (the history and the note), and the bot is quiet; returns the conversation.
+   */
+  async handedOver(waId: string, messages = 3): Promise<{ id: number; messages: FakeMessage[] }> {
+    let id = 0;
+    await this.chatwoot.waitFor(
+      () => {
+        const contact = this.chatwoot.contacts().find((c) => c.identifier === `wa:${waId}`);
+        id = this.chatwoot.conversations().find((c) => c.contactId === contact?.id)?.id ?? 0;
+        return id > 0 && this.chatwoot.messagesOf(id).length >= messages;
+      },
+      30_000,
+      `hand-over of ${waId}`,
+    );
+    await this.waitQuiet();
+    return { id, messages: this.chatwoot.messagesOf(id) };
   }
 
   /** Chatwoot calling POST /chatwoot/webhook on the receiver. */
