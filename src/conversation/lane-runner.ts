@@ -9,7 +9,7 @@ import { CannedMessages } from '../llm/canned-messages';
 import { MetricsService } from '../metrics/metrics.service';
 import { laneKind, laneParts } from '../queue/lanes';
 import { DeadLetters } from './dead-letters';
-import { SLOT_WAKE_TAG } from './llm-step';
+import { LlmStep, SLOT_WAKE_TAG } from './llm-step';
 import { ChatTurnService } from './chat-turn.service';
 import { ConversationStore } from './conversation.store';
 import { DeskLaneService } from './desk-lane.service';
@@ -31,6 +31,7 @@ export class LaneRunner {
   constructor(
     private readonly store: ConversationStore,
     private readonly chats: ChatTurnService,
+    private readonly llm: LlmStep,
     private readonly statuses: StatusLaneService,
     private readonly desks: DeskLaneService,
     private readonly wakeUps: WakeUpService,
@@ -98,6 +99,7 @@ export class LaneRunner {
     const apology = laneKind(lease.lane) === 'chat' ? await this.apologyFor(lease) : undefined;
     const result = await this.store.finish(lease, undefined);
     if (result === 'lost') return { kind: 'lost' };
+    if (laneKind(lease.lane) === 'chat') await this.llm.leaveLine(lease.lane);
     if (apology) await this.apologise(lease, apology);
     return { kind: 'finished', result };
   }

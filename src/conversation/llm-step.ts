@@ -128,10 +128,13 @@ export class LlmStep {
     await this.wakeFirstInLine(await this.limiter.release(holder));
   }
 
-  /** A turn that waited in line for a slot ends without it: out of the line, and wake who is next. */
-  async leaveLine(lane: string, turn: TurnMeta): Promise<void> {
-    if (!turn.inLine) return;
-    turn.inLine = false;
+  /**
+   * A turn that waited in line for a slot ends without it: out of the line, and wake who is next.
+   * Without the turn (it could not be read), the chat leaves the line in any case.
+   */
+  async leaveLine(lane: string, turn?: TurnMeta): Promise<void> {
+    if (turn && !turn.inLine) return;
+    if (turn) turn.inLine = false;
     await this.wakeFirstInLine(await this.limiter.leaveLine(lane));
   }
 

@@ -339,6 +339,18 @@ describe('a turn that keeps throwing', () => {
     expect(await t.redis.hget(t.keys.lane(l), 'failures')).toBeNull();
   }, 60_000);
 
+  it('a dead-lettered turn takes its chat out of the LLM line', async () => {
+    const from = '971500015104';
+    const l = chatLane(TEST_PHONE_NUMBER_ID, from);
+    const waiting = llmWaitingKey(t.keys);
+    await t.redis.hset(t.keys.lane(l), 'failures', MAX_TURN_FAILURES - 1);
+    // As if the turn had waited in line for a slot before it started to throw.
+    await t.redis.zadd(waiting, 1, l);
+    await poison(from);
+    await deadLettered(l, 20_000);
+    await waitUntil('out of the line', async () => (await t.redis.zscore(waiting, l)) === null, 5_000);
+  }, 60_000);
+
   it('sends no apology into a closed window: the dead letter is kept, the free-form send is not tried', async () => {
     const from = '971500015109';
     const l = chatLane(TEST_PHONE_NUMBER_ID, from);
