@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { PIECES, type Piece, ROWS, type Row, markdownTable } from './all.table';
-import { quickMode } from './bench-apps';
+import { exitWhenDone, quickMode } from './bench-apps';
 import { run as runBurst, burstOptions, type BurstFigures } from './burst.bench';
 import { run as runCapacity, capacityOptions, type CapacityFigures } from './capacity.bench';
 import { run as runIngest, ingestOptions, type IngestFigures } from './ingest.bench';
@@ -234,11 +234,4 @@ async function main(): Promise<void> {
   process.exitCode = failed ? 1 : 0;
 }
 
-main().then(
-  // Some client libraries keep sockets open for a while after close: the table is out, exit now.
-  () => process.exit(),
-  (err: Error) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+exitWhenDone(main());

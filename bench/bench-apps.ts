@@ -212,6 +212,21 @@ export const until = (what: string, check: () => boolean | Promise<boolean>, tim
 export const quickMode = (): boolean => process.env.BENCH_QUICK === '1';
 
 /**
+ * A bench's script ends here: once the run is done, exit with process.exitCode (0 unless the run set
+ * it) — some client libraries keep sockets open for a while after close, and the figures are out.
+ * On an error, print `describe(err)` and exit 1.
+ */
+export function exitWhenDone(done: Promise<unknown>, describe: (err: Error) => unknown = (err) => err): void {
+  done.then(
+    () => process.exit(),
+    (err: Error) => {
+      console.error(describe(err));
+      process.exit(1);
+    },
+  );
+}
+
+/**
  * The environment of the built app against the fake Graph API and fake LLM: Meta provider with the
  * bench secret, no debounce, no mark-read, quiet logs. `extra` adds or overrides variables.
  */

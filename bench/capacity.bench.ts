@@ -23,6 +23,7 @@ import {
   benchEnv,
   commandCalls,
   commandsPerTurn,
+  exitWhenDone,
   freePort,
   PHONE_NUMBER_ID,
   post,
@@ -154,12 +155,4 @@ export async function run(options: CapacityOptions = capacityOptions()): Promise
   }
 }
 
-if (require.main === module) {
-  run().then(
-    () => process.exit(0),
-    (err: Error) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) exitWhenDone(run());

@@ -40,6 +40,7 @@ import { startPrivateRedis } from '../test/utils/private-redis';
 import {
   type BenchApp,
   benchEnv,
+  exitWhenDone,
   freePort,
   type InboundMessage,
   type OutboundStatus,
@@ -285,14 +286,24 @@ async function readings(bot: {
   return { worker: await one(bot.worker), receiver: await one(bot.receiver) };
 }
 
-/** (a): full histories, then every key measured. */
-async function fullHistories(redisUrl: string, options: MemoryOptions) {
-  const prefix = `bench_memory_h_${process.pid}`;
+/** What a phase runs against: its own fakes and a receiver and worker under its own prefix. */
+interface Rig {
+  peers: Peers;
+  env: Record<string, string>;
+  keys: RedisKeys;
+  redis: RedisClient;
+  bot: { receiver: BenchApp; worker: BenchApp };
+}
+
+/** Starts a rig under `prefix` for `phase`, and stops all of it afterwards, even if it throws. */
+async function withRig<T>(
+  redisUrl: string,
+  prefix: string,
+  extraEnv: Record<string, string>,
+  phase: (rig: Rig) => Promise<T>,
+): Promise<T> {
   const peers = await Peers.start();
-  const history: Record<string, string> =
-    options.historyMax === undefined ? {} : { HISTORY_MAX_MESSAGES: String(options.historyMax) };
-  const env = benchEnv(redisUrl, prefix, { graphUrl: peers.graph.url, llmUrl: peers.llm.url }, history);
-  const config = validateEnv(env);
+  const env = benchEnv(redisUrl, prefix, { graphUrl: peers.graph.url, llmUrl: peers.llm.url }, extraEnv);
   const keys = new RedisKeys(`{${prefix}}`);
   const redis = new Redis(redisUrl);
   const bot = await startBot(env).catch(async (err: Error) => {
@@ -301,6 +312,20 @@ async function fullHistories(redisUrl: string, options: MemoryOptions) {
     throw err;
   });
   try {
+    return await phase({ peers, env, keys, redis, bot });
+  } finally {
+    await Promise.all([stopApp(bot.receiver), stopApp(bot.worker)]);
+    redis.disconnect();
+    await peers.close();
+  }
+}
+
+/** (a): full histories, then every key measured. */
+async function fullHistories(redisUrl: string, options: MemoryOptions) {
+  const history: Record<string, string> =
+    options.historyMax === undefined ? {} : { HISTORY_MAX_MESSAGES: String(options.historyMax) };
+  return withRig(redisUrl, `bench_memory_h_${process.pid}`, history, async ({ peers, env, keys, redis, bot }) => {
+    const config = validateEnv(env);
     const chats = options.historyChats;
     const rounds = Math.ceil(config.HISTORY_MAX_MESSAGES / 2) + 1;
     const senders = Array.from({ length: chats }, (_, i) => sender(1, i));
@@ -343,26 +368,13 @@ async function fullHistories(redisUrl: string, options: MemoryOptions) {
       usedMemoryPerChat: (after - before) / chats,
       kinds,
     };
-  } finally {
-    await Promise.all([stopApp(bot.receiver), stopApp(bot.worker)]);
-    redis.disconnect();
-    await peers.close();
-  }
+  });
 }
 
 /** (b): RSS and heap of fresh processes before and after the active chats. */
 async function activeChats(redisUrl: string, options: MemoryOptions) {
   const prefix = `bench_memory_a_${process.pid}`;
-  const peers = await Peers.start();
-  const env = benchEnv(redisUrl, prefix, { graphUrl: peers.graph.url, llmUrl: peers.llm.url });
-  const keys = new RedisKeys(`{${prefix}}`);
-  const redis = new Redis(redisUrl);
-  const bot = await startBot(env).catch(async (err: Error) => {
-    redis.disconnect();
-    await peers.close();
-    throw err;
-  });
-  try {
+  return withRig(redisUrl, prefix, {}, async ({ peers, keys, redis, bot }) => {
     const start = await readings(bot);
     const warmup = Array.from({ length: options.warmupChats }, (_, i) => ({ from: sender(2, i), text: PATIENT_TEXT }));
     await postBatched(bot.receiver.url, { messages: warmup }, options.batch, options.inFlight);
@@ -399,11 +411,7 @@ async function activeChats(redisUrl: string, options: MemoryOptions) {
       usedMemoryPerActiveChat: (memoryAfter - memoryBefore) / active.length,
       turnsPerSecond: active.length / seconds,
     };
-  } finally {
-    await Promise.all([stopApp(bot.receiver), stopApp(bot.worker)]);
-    redis.disconnect();
-    await peers.close();
-  }
+  });
 }
 
 const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MiB`;
@@ -460,12 +468,4 @@ export async function run(options: MemoryOptions = memoryOptions()): Promise<Mem
   }
 }
 
-if (require.main === module) {
-  run().then(
-    () => process.exit(0),
-    (err: Error) => {
-      console.error(err);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) exitWhenDone(run());

@@ -13,8 +13,8 @@ import { validateEnv } from '../src/config/validate-env';
 import { SWEEP_EVERY_MS } from '../src/conversation/sweeper';
 import { FakeGraphServer } from '../test/fakes/fake-graph.server';
 import { FakeLlmServer } from '../test/fakes/fake-llm.server';
-import { type BenchApp, benchEnv, freePort, percentile, post, quickMode, startApp, stopApp, until } from './bench-apps';
-import { deletePrefix, numberEnv } from './load.harness';
+import { type BenchApp, benchEnv, exitWhenDone, post, quickMode, startApp, stopApp, until } from './bench-apps';
+import { deletePrefix, freePort, numberEnv, percentile } from './load.harness';
 
 export interface TakeoverOptions {
   runs: number;
@@ -108,12 +108,4 @@ export async function run(options: TakeoverOptions = takeoverOptions()): Promise
   }
 }
 
-if (require.main === module) {
-  run().then(
-    () => process.exit(0),
-    (err: Error) => {
-      console.error(err.message);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) exitWhenDone(run(), (err) => err.message);

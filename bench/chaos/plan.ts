@@ -147,40 +147,55 @@ function arrivalTimes(n: number, windowMs: number, rng: Prng): number[] {
   return times.map((x) => Math.round(x * scale));
 }
 
+interface ProcessFault {
+  at: number;
+  role: 'receiver' | 'worker';
+  /** Which process of the role, as a fraction: the monkey maps it onto the ones running then. */
+  pick: number;
+  /** How long the process stays down (a kill) or stopped (a pause). */
+  ms: number;
+}
+
+/** How one kind of process fault is drawn: the receiver's share of them, and their length. */
+interface ProcessFaultKind {
+  /** None this close to either end of the run. */
+  marginMs: number;
+  receiverShare: number;
+  lengthMs: [number, number];
+}
+
+const KILL: ProcessFaultKind = { marginMs: 2000, receiverShare: 0.4, lengthMs: [300, 3000] };
+// SIGSTOP, then SIGCONT: a process starved of CPU, or in a long GC pause, often past its lease.
+const PAUSE: ProcessFaultKind = { marginMs: 3000, receiverShare: 0.3, lengthMs: [1000, 6000] };
+
+/**
+ * Faults of one kind, `everyS` apart on average: jittered, not Poisson, so that a short run does
+ * not draw none. The draws keep their order (the gap after each fault's own draws): a seed replays
+ * its schedule.
+ */
+function processFaults(rng: Prng, everyS: number, durationMs: number, kind: ProcessFaultKind): ProcessFault[] {
+  const faults: ProcessFault[] = [];
+  if (everyS <= 0) return faults;
+  const gap = (): number => rng.between(0.5, 1.5) * everyS * 1000;
+  for (let at = kind.marginMs + gap(); at < durationMs - kind.marginMs; at += gap()) {
+    faults.push({
+      at: Math.round(at),
+      role: rng.chance(kind.receiverShare) ? 'receiver' : 'worker',
+      pick: rng.next(),
+      ms: Math.round(rng.between(...kind.lengthMs)),
+    });
+  }
+  return faults;
+}
+
 function chaosEvents(config: ChaosConfig): ChaosEvent[] {
   const durationMs = config.durationS * 1000;
   const events: ChaosEvent[] = [];
 
-  const kills = Prng.stream(config.seed, 'kills');
-  if (config.killEveryS > 0) {
-    // Jittered, not Poisson: a short run must not draw no kill at all.
-    const gap = (): number => kills.between(0.5, 1.5) * config.killEveryS * 1000;
-    for (let at = 2000 + gap(); at < durationMs - 2000;) {
-      events.push({
-        at: Math.round(at),
-        kind: 'kill',
-        role: kills.chance(0.4) ? 'receiver' : 'worker',
-        pick: kills.next(),
-        restartAfterMs: Math.round(kills.between(300, 3000)),
-      });
-      at += gap();
-    }
-  }
-
-  // SIGSTOP, then SIGCONT: a process starved of CPU, or in a long GC pause, often past its lease.
-  const pauses = Prng.stream(config.seed, 'pauses');
-  if (config.pauseEveryS > 0) {
-    const gap = (): number => pauses.between(0.5, 1.5) * config.pauseEveryS * 1000;
-    for (let at = 3000 + gap(); at < durationMs - 3000; at += gap()) {
-      events.push({
-        at: Math.round(at),
-        kind: 'pause',
-        role: pauses.chance(0.3) ? 'receiver' : 'worker',
-        pick: pauses.next(),
-        durationMs: Math.round(pauses.between(1000, 6000)),
-      });
-    }
-  }
+  const kills = processFaults(Prng.stream(config.seed, 'kills'), config.killEveryS, durationMs, KILL);
+  for (const { at, role, pick, ms } of kills) events.push({ at, kind: 'kill', role, pick, restartAfterMs: ms });
+  const pauses = processFaults(Prng.stream(config.seed, 'pauses'), config.pauseEveryS, durationMs, PAUSE);
+  for (const { at, role, pick, ms } of pauses) events.push({ at, kind: 'pause', role, pick, durationMs: ms });
 
   // Spread evenly with jitter, so that two restarts never overlap.
   const redis = Prng.stream(config.seed, 'redis');
