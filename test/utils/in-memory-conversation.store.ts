@@ -439,7 +439,8 @@ export class InMemoryConversationStore extends ConversationStore {
   erase(chat: ChatLane): Promise<boolean> {
     const desk = deskLaneOf(chat);
     const k = this.keys;
-    const found = [
+    // What counts as "something to erase"; the leases, cost and timings go too, but alone are nothing.
+    const content = [
       k.inbox(chat),
       k.turnItems(chat),
       k.history(chat),
@@ -448,23 +449,11 @@ export class InMemoryConversationStore extends ConversationStore {
       k.desk(chat),
       k.inbox(desk),
       k.turnItems(desk),
-    ].some((key) => this.data.exists(key));
+    ];
+    const found = content.some((key) => this.data.exists(key));
     const steps = this.data.list(k.inbox(desk)).length + this.data.list(k.turnItems(desk)).length;
     if (steps > 0) this.addBacklog(-steps);
-    this.data.del(
-      k.lease(chat),
-      k.inbox(chat),
-      k.turnItems(chat),
-      k.history(chat),
-      k.chat(chat),
-      k.handoff(chat),
-      k.desk(chat),
-      k.lease(desk),
-      k.inbox(desk),
-      k.turnItems(desk),
-      k.chatCost(chat),
-      k.chatTurns(chat),
-    );
+    this.data.del(...content, k.lease(chat), k.lease(desk), k.chatCost(chat), k.chatTurns(chat));
     // The fence counters (and the turn-rate window) stay: they must only grow.
     this.data.dropFields(k.lane(chat), 'turn', 'locked', 'nb', 'failures');
     this.data.dropFields(k.lane(desk), 'turn', 'locked', 'nb', 'failures');
